@@ -1,0 +1,507 @@
+"""Conversions between numpy / TF-Agents values and the tfa_policy_grpc.v1 protos.
+
+Every conversion is a `*_to_proto` / `*_from_proto` pair; round trips are
+exact (dtype, shape and bits). This module imports numpy and protobuf only,
+never TensorFlow: when `tf_agents` is already imported, specs and step tuples
+decode into TF-Agents' own classes, otherwise into the stand-ins of
+`policy_client.specs`.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import sys
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from policy_client import specs as light
+from policy_client.errors import CodecError
+from policy_client.generated import types_pb2 as pb
+
+try:  # bfloat16 has no numpy dtype of its own; TensorFlow uses ml_dtypes'.
+    import ml_dtypes
+
+    _BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - ml_dtypes comes with TensorFlow.
+    _BFLOAT16 = None
+
+# Deeper nests are refused: no policy has them, and they would exhaust the stack.
+MAX_NEST_DEPTH = 64
+# numpy's own limit on the number of dimensions.
+MAX_RANK = 32
+
+_NUMERIC = {
+    pb.DTYPE_BOOL: np.dtype(np.bool_),
+    pb.DTYPE_INT8: np.dtype("<i1"), pb.DTYPE_INT16: np.dtype("<i2"),
+    pb.DTYPE_INT32: np.dtype("<i4"), pb.DTYPE_INT64: np.dtype("<i8"),
+    pb.DTYPE_UINT8: np.dtype("<u1"), pb.DTYPE_UINT16: np.dtype("<u2"),
+    pb.DTYPE_UINT32: np.dtype("<u4"), pb.DTYPE_UINT64: np.dtype("<u8"),
+    pb.DTYPE_FLOAT16: np.dtype("<f2"), pb.DTYPE_FLOAT32: np.dtype("<f4"),
+    pb.DTYPE_FLOAT64: np.dtype("<f8"),
+}
+if _BFLOAT16 is not None:
+    _NUMERIC[pb.DTYPE_BFLOAT16] = _BFLOAT16
+_ENUM_OF = {dtype: enum for enum, dtype in _NUMERIC.items()}
+
+# Light stand-ins travel under TF-Agents' names, so both sides agree.
+_LIGHT_TUPLES = {
+    "tf_agents.trajectories.time_step.TimeStep": light.TimeStep,
+    "tf_agents.trajectories.policy_step.PolicyStep": light.PolicyStep,
+    "tf_agents.trajectories.trajectory.Trajectory": light.Trajectory,
+}
+_WIRE_NAME_OF_LIGHT = {cls: name for name, cls in _LIGHT_TUPLES.items()}
+_DYNAMIC_TUPLES: dict[tuple[str, tuple[str, ...]], type] = {}
+
+
+# ----------------------------------------------------------------- dtypes
+
+
+def dtype_to_proto(dtype: Any) -> tuple[int, int, int]:
+    """Returns (DType enum, StringKind, string_itemsize) for a numpy dtype.
+
+    Raises:
+      CodecError: the dtype has no wire form (complex, datetime, structured...).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "O":
+        return pb.DTYPE_STRING, pb.STRING_KIND_OBJECT, 0
+    if dtype.kind == "S":
+        return pb.DTYPE_STRING, pb.STRING_KIND_BYTES, dtype.itemsize
+    if dtype.kind == "U":
+        return pb.DTYPE_STRING, pb.STRING_KIND_UNICODE, dtype.itemsize // 4
+    enum = _ENUM_OF.get(dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype)
+    if enum is None:
+        raise CodecError(f"dtype {dtype} cannot be sent: supported are bool, int8..int64, "
+                         "uint8..uint64, float16, bfloat16, float32, float64 and strings")
+    return enum, pb.STRING_KIND_OBJECT, 0
+
+
+def dtype_from_proto(enum: int, string_kind: int = 0, string_itemsize: int = 0) -> np.dtype:
+    """Returns the numpy dtype for a DType enum (and string kind / width).
+
+    Raises:
+      CodecError: unknown or unset enum values.
+    """
+    if enum in _NUMERIC:
+        return _NUMERIC[enum]
+    if enum == pb.DTYPE_STRING:
+        if string_kind == pb.STRING_KIND_OBJECT:
+            return np.dtype(object)
+        if string_kind in (pb.STRING_KIND_BYTES, pb.STRING_KIND_UNICODE):
+            return np.dtype(("S" if string_kind == pb.STRING_KIND_BYTES else "U") + str(string_itemsize or ""))
+        raise CodecError(f"unknown string_kind {string_kind}")
+    if enum == pb.DTYPE_BFLOAT16:
+        raise CodecError("bfloat16 needs the ml_dtypes package, which is not installed")
+    raise CodecError(f"unknown dtype enum {enum}" if enum else "dtype is not set (DTYPE_UNSPECIFIED)")
+
+
+def _checked_shape(shape: Any, what: str) -> tuple[int, ...]:
+    shape = tuple(shape)
+    if len(shape) > MAX_RANK:
+        raise CodecError(f"{what}: rank {len(shape)} exceeds the maximum of {MAX_RANK}")
+    if any(d < 0 for d in shape):
+        raise CodecError(f"{what}: shape {list(shape)} has a negative dimension")
+    return shape
+
+
+# ----------------------------------------------------------------- arrays
+
+
+def array_to_proto(value: Any) -> pb.Tensor:
+    """Encodes a numpy array (or anything np.asarray takes) as a Tensor.
+
+    Raises:
+      CodecError: unsupported dtype, or string elements that are not bytes/str.
+    """
+    array = np.asarray(value)
+    enum, kind, itemsize = dtype_to_proto(array.dtype)
+    msg = pb.Tensor(dtype=enum, shape=array.shape)
+    if enum != pb.DTYPE_STRING:
+        if array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("<"))
+        msg.content = array.tobytes(order="C")
+        return msg
+    msg.string_kind = kind
+    msg.string_itemsize = itemsize
+    flat = array.ravel(order="C").tolist()
+    if kind == pb.STRING_KIND_UNICODE:
+        msg.string_val.extend(s.encode("utf-8") for s in flat)
+    else:
+        msg.string_val.extend(_as_bytes(s) for s in flat)
+    return msg
+
+
+def _as_bytes(element: Any) -> bytes:
+    if isinstance(element, bytes):
+        return element
+    if isinstance(element, str):
+        return element.encode("utf-8")
+    raise CodecError(f"string tensors hold bytes or str, got {type(element).__name__}")
+
+
+def array_from_proto(msg: pb.Tensor, *, copy: bool = False) -> np.ndarray:
+    """Decodes a Tensor into a numpy array.
+
+    Numeric tensors are views of the message bytes (read-only) unless `copy`.
+
+    Raises:
+      CodecError: unknown dtype, bad shape, or content whose length does not
+        match dtype x shape.
+    """
+    dtype = dtype_from_proto(msg.dtype, msg.string_kind, msg.string_itemsize)
+    shape = _checked_shape(msg.shape, "tensor")
+    count = math.prod(shape)
+    if msg.dtype == pb.DTYPE_STRING:
+        return _strings_from_proto(msg, dtype, shape, count)
+    content = msg.content
+    if len(content) != count * dtype.itemsize:
+        raise CodecError(
+            f"tensor content has {len(content)} bytes but shape {list(shape)} of "
+            f"{pb.DType.Name(msg.dtype)} needs {count} x {dtype.itemsize} = {count * dtype.itemsize}")
+    array = np.frombuffer(content, dtype=dtype).reshape(shape)
+    if msg.dtype == pb.DTYPE_BOOL and count and array.view(np.uint8).max() > 1:
+        raise CodecError("bool tensor holds bytes other than 0 and 1")
+    return array.copy() if copy else array
+
+
+def _strings_from_proto(msg: pb.Tensor, dtype: np.dtype, shape: tuple[int, ...], count: int) -> np.ndarray:
+    if len(msg.string_val) != count:
+        raise CodecError(f"string tensor has {len(msg.string_val)} elements but shape "
+                         f"{list(shape)} needs {count}")
+    if msg.content:
+        raise CodecError("string tensor must carry its elements in string_val, not content")
+    values = list(msg.string_val)
+    if dtype.kind == "O":
+        array = np.empty(count, dtype=object)
+        array[:] = values
+        return array.reshape(shape)
+    if dtype.kind == "U":
+        try:
+            values = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError as e:
+            raise CodecError(f"unicode string tensor holds invalid UTF-8: {e}") from None
+    return np.array(values, dtype=dtype).reshape(shape)
+
+
+# ----------------------------------------------------------------- specs
+
+
+def _spec_classes() -> tuple[type, type]:
+    module = sys.modules.get("tf_agents.specs.array_spec")
+    if module is not None:
+        return module.ArraySpec, module.BoundedArraySpec
+    return light.ArraySpec, light.BoundedArraySpec
+
+
+def _is_spec(value: Any) -> bool:
+    return (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "name")
+            and not isinstance(value, np.ndarray) and not isinstance(value, np.generic))
+
+
+def spec_to_proto(spec: Any) -> pb.ArraySpec:
+    """Encodes an ArraySpec or BoundedArraySpec (TF-Agents' or ours).
+
+    Raises:
+      CodecError: a dtype with no wire form.
+    """
+    enum, kind, itemsize = dtype_to_proto(spec.dtype)
+    msg = pb.ArraySpec(name=spec.name or "", shape=[int(d) for d in spec.shape], dtype=enum,
+                       string_kind=kind, string_itemsize=itemsize)
+    if hasattr(spec, "minimum") and hasattr(spec, "maximum"):
+        msg.bounds.minimum.CopyFrom(array_to_proto(np.asarray(spec.minimum, dtype=spec.dtype)))
+        msg.bounds.maximum.CopyFrom(array_to_proto(np.asarray(spec.maximum, dtype=spec.dtype)))
+    return msg
+
+
+def spec_from_proto(msg: pb.ArraySpec) -> Any:
+    """Decodes an ArraySpec message into ArraySpec or BoundedArraySpec.
+
+    Raises:
+      CodecError: bad dtype or shape, or bounds that do not fit the shape.
+    """
+    dtype = dtype_from_proto(msg.dtype, msg.string_kind, msg.string_itemsize)
+    shape = _checked_shape(msg.shape, f"spec {msg.name!r}")
+    array_spec, bounded_spec = _spec_classes()
+    if not msg.HasField("bounds"):
+        return array_spec(shape, dtype, name=msg.name or None)
+    minimum = array_from_proto(msg.bounds.minimum, copy=True)
+    maximum = array_from_proto(msg.bounds.maximum, copy=True)
+    try:
+        return bounded_spec(shape, dtype, minimum=minimum, maximum=maximum, name=msg.name or None)
+    except (ValueError, TypeError) as e:
+        raise CodecError(f"spec {msg.name!r}: invalid bounds: {e}") from None
+
+
+# ----------------------------------------------------------------- nests
+
+
+def _wire_name(cls: type) -> str:
+    return _WIRE_NAME_OF_LIGHT.get(cls) or f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _namedtuple_class(type_name: str, fields: tuple[str, ...]) -> type:
+    """The class to rebuild a named tuple with: TF-Agents' own when imported."""
+    module_name, _, class_name = type_name.rpartition(".")
+    module = sys.modules.get(module_name)
+    cls = getattr(module, class_name, None) if module is not None else None
+    if isinstance(cls, type) and issubclass(cls, tuple) and tuple(getattr(cls, "_fields", ())) == fields:
+        return cls
+    cls = _LIGHT_TUPLES.get(type_name)
+    if cls is not None and cls._fields == fields:
+        return cls
+    key = (type_name, fields)
+    if key not in _DYNAMIC_TUPLES:
+        if not class_name.isidentifier() or not all(f.isidentifier() and not f.startswith("_") for f in fields):
+            raise CodecError(f"named tuple {type_name!r} has invalid type or field names {list(fields)}")
+        _DYNAMIC_TUPLES[key] = collections.namedtuple(class_name, fields)
+    return _DYNAMIC_TUPLES[key]
+
+
+def nest_to_proto(value: Any, *, leaf: Callable[[Any], Any] | None = None) -> pb.Nest:
+    """Encodes a nest (tf.nest structure) of arrays, or of specs, as a Nest.
+
+    Args:
+      value: arrays, numbers, specs or None in lists, tuples, named tuples and
+        string-keyed mappings.
+      leaf: optional hook called on leaves before encoding (e.g. to convert
+        TensorFlow specs).
+
+    Raises:
+      CodecError: unsupported leaves, non-string keys, or a nest deeper than
+        MAX_NEST_DEPTH.
+    """
+    return _nest_to_proto(value, leaf, 0, "")
+
+
+def _nest_to_proto(value: Any, leaf: Callable[[Any], Any] | None, depth: int, path: str) -> pb.Nest:
+    if depth > MAX_NEST_DEPTH:
+        raise CodecError(f"nest is deeper than {MAX_NEST_DEPTH} levels at {path or 'the root'}")
+    if leaf is not None:
+        value = leaf(value)
+    msg = pb.Nest()
+    if value is None:
+        msg.none.SetInParent()
+    elif isinstance(value, (np.ndarray, np.generic, int, float, bool, bytes, str)):
+        msg.tensor.CopyFrom(_leaf_array_to_proto(value, path))
+    elif isinstance(value, tuple) and hasattr(type(value), "_fields"):
+        msg.named_tuple.type_name = _wire_name(type(value))
+        for name, item in zip(type(value)._fields, value):
+            msg.named_tuple.fields.add(key=name).value.CopyFrom(
+                _nest_to_proto(item, leaf, depth + 1, f"{path}.{name}"))
+    elif isinstance(value, (list, tuple)):
+        seq = msg.list if isinstance(value, list) else msg.tuple
+        seq.SetInParent()
+        for i, item in enumerate(value):
+            seq.values.append(_nest_to_proto(item, leaf, depth + 1, f"{path}[{i}]"))
+    elif isinstance(value, Mapping):
+        _mapping_to_proto(value, msg, leaf, depth, path)
+    elif _is_spec(value):
+        msg.spec.CopyFrom(spec_to_proto(value))
+    elif hasattr(value, "__array__"):
+        msg.tensor.CopyFrom(_leaf_array_to_proto(value, path))
+    else:
+        raise CodecError(f"cannot encode {type(value).__name__} at {path or 'the root'}")
+    return msg
+
+
+def _leaf_array_to_proto(value: Any, path: str) -> pb.Tensor:
+    try:
+        return array_to_proto(value)
+    except CodecError as e:
+        raise CodecError(f"{path or 'the root'}: {e}") from None
+
+
+def _mapping_to_proto(value: Mapping, msg: pb.Nest, leaf: Callable[[Any], Any] | None,
+                      depth: int, path: str) -> None:
+    msg.dict.SetInParent()
+    msg.dict.ordered = isinstance(value, collections.OrderedDict)
+    bad = [k for k in value if not isinstance(k, str)]
+    if bad:
+        raise CodecError(f"mapping keys must be strings, got {bad[0]!r} at {path or 'the root'}")
+    keys = list(value) if msg.dict.ordered else sorted(value)
+    for key in keys:
+        msg.dict.entries.add(key=key).value.CopyFrom(
+            _nest_to_proto(value[key], leaf, depth + 1, f"{path}[{key!r}]"))
+
+
+def nest_from_proto(msg: pb.Nest, *, copy: bool = False) -> Any:
+    """Decodes a Nest into numpy arrays / specs in lists, tuples, dicts and named tuples.
+
+    Args:
+      msg: the message.
+      copy: copy tensor bytes into writeable arrays instead of read-only views.
+
+    Raises:
+      CodecError: an unset value, duplicate keys, a malformed leaf, or a nest
+        deeper than MAX_NEST_DEPTH.
+    """
+    return _nest_from_proto(msg, copy, 0, "")
+
+
+def _nest_from_proto(msg: pb.Nest, copy: bool, depth: int, path: str) -> Any:
+    if depth > MAX_NEST_DEPTH:
+        raise CodecError(f"nest is deeper than {MAX_NEST_DEPTH} levels at {path or 'the root'}")
+    kind = msg.WhichOneof("value")
+    try:
+        if kind == "tensor":
+            return array_from_proto(msg.tensor, copy=copy)
+        if kind == "spec":
+            return spec_from_proto(msg.spec)
+    except CodecError as e:
+        raise CodecError(f"{path or 'the root'}: {e}") from None
+    if kind in ("list", "tuple"):
+        seq = msg.list if kind == "list" else msg.tuple
+        items = [_nest_from_proto(v, copy, depth + 1, f"{path}[{i}]") for i, v in enumerate(seq.values)]
+        return items if kind == "list" else tuple(items)
+    if kind == "dict":
+        return _mapping_from_proto(msg.dict, copy, depth, path)
+    if kind == "named_tuple":
+        fields = tuple(f.key for f in msg.named_tuple.fields)
+        cls = _namedtuple_class(msg.named_tuple.type_name, fields)
+        return cls._make(_nest_from_proto(f.value, copy, depth + 1, f"{path}.{f.key}")
+                         for f in msg.named_tuple.fields)
+    if kind == "none":
+        return None
+    raise CodecError(f"nest value is not set at {path or 'the root'}")
+
+
+def _mapping_from_proto(msg: pb.NestMapping, copy: bool, depth: int, path: str) -> dict:
+    result = collections.OrderedDict() if msg.ordered else {}
+    for entry in msg.entries:
+        if entry.key in result:
+            raise CodecError(f"duplicate key {entry.key!r} at {path or 'the root'}")
+        result[entry.key] = _nest_from_proto(entry.value, copy, depth + 1, f"{path}[{entry.key!r}]")
+    return result
+
+
+# ----------------------------------------------------------------- steps
+
+
+def _time_step_class() -> type:
+    module = sys.modules.get("tf_agents.trajectories.time_step")
+    return module.TimeStep if module is not None else light.TimeStep
+
+
+def _policy_step_class() -> type:
+    module = sys.modules.get("tf_agents.trajectories.policy_step")
+    return module.PolicyStep if module is not None else light.PolicyStep
+
+
+def time_step_to_proto(time_step: Any) -> pb.TimeStep:
+    """Encodes a TimeStep (any object with its four fields).
+
+    Raises:
+      CodecError: a field that cannot be encoded (the message names it).
+    """
+    msg = pb.TimeStep()
+    msg.step_type.CopyFrom(_leaf_array_to_proto(time_step.step_type, "time_step.step_type"))
+    msg.discount.CopyFrom(_leaf_array_to_proto(time_step.discount, "time_step.discount"))
+    msg.reward.CopyFrom(_nest_to_proto(time_step.reward, None, 1, "time_step.reward"))
+    msg.observation.CopyFrom(_nest_to_proto(time_step.observation, None, 1, "time_step.observation"))
+    return msg
+
+
+def time_step_from_proto(msg: pb.TimeStep, *, copy: bool = False) -> Any:
+    """Decodes a TimeStep message (TF-Agents' TimeStep when tf_agents is imported).
+
+    Raises:
+      CodecError: a missing or malformed field (the message names it).
+    """
+    fields = {}
+    for name in ("step_type", "discount"):
+        if not msg.HasField(name):
+            raise CodecError(f"time_step.{name} is not set")
+        try:
+            fields[name] = array_from_proto(getattr(msg, name), copy=copy)
+        except CodecError as e:
+            raise CodecError(f"time_step.{name}: {e}") from None
+    for name in ("reward", "observation"):
+        if not msg.HasField(name):
+            raise CodecError(f"time_step.{name} is not set")
+        fields[name] = _nest_from_proto(getattr(msg, name), copy, 1, f"time_step.{name}")
+    return _time_step_class()(**fields)
+
+
+def policy_step_to_proto(policy_step: Any) -> pb.PolicyStep:
+    """Encodes a PolicyStep (action, state, info).
+
+    Raises:
+      CodecError: a field that cannot be encoded (the message names it).
+    """
+    msg = pb.PolicyStep()
+    for name in ("action", "state", "info"):
+        getattr(msg, name).CopyFrom(
+            _nest_to_proto(getattr(policy_step, name), None, 1, f"policy_step.{name}"))
+    return msg
+
+
+def policy_step_from_proto(msg: pb.PolicyStep, *, copy: bool = False) -> Any:
+    """Decodes a PolicyStep; unset state/info decode as `()`.
+
+    Raises:
+      CodecError: a missing action or a malformed field.
+    """
+    if not msg.HasField("action"):
+        raise CodecError("policy_step.action is not set")
+    fields = {name: _nest_from_proto(getattr(msg, name), copy, 1, f"policy_step.{name}")
+              if msg.HasField(name) else () for name in ("action", "state", "info")}
+    return _policy_step_class()(**fields)
+
+
+# ----------------------------------------------------------------- policy specs
+
+
+def time_step_spec_to_proto(spec: Any) -> pb.TimeStepSpec:
+    """Encodes a TimeStep of specs."""
+    msg = pb.TimeStepSpec(step_type=spec_to_proto(spec.step_type), discount=spec_to_proto(spec.discount))
+    msg.reward.CopyFrom(nest_to_proto(spec.reward))
+    msg.observation.CopyFrom(nest_to_proto(spec.observation))
+    return msg
+
+
+def time_step_spec_from_proto(msg: pb.TimeStepSpec) -> Any:
+    """Decodes a TimeStepSpec into a TimeStep of specs.
+
+    Raises:
+      CodecError: a missing or malformed field.
+    """
+    for name in ("step_type", "discount", "reward", "observation"):
+        if not msg.HasField(name):
+            raise CodecError(f"time_step_spec.{name} is not set")
+    return _time_step_class()(
+        step_type=spec_from_proto(msg.step_type), reward=nest_from_proto(msg.reward),
+        discount=spec_from_proto(msg.discount), observation=nest_from_proto(msg.observation))
+
+
+def policy_specs_to_proto(specs: light.PolicySpecs) -> pb.PolicySpecs:
+    """Encodes every spec of a policy (collect_data_spec only when not None)."""
+    msg = pb.PolicySpecs(time_step_spec=time_step_spec_to_proto(specs.time_step_spec))
+    msg.action_spec.CopyFrom(nest_to_proto(specs.action_spec))
+    msg.policy_state_spec.CopyFrom(nest_to_proto(specs.policy_state_spec))
+    msg.info_spec.CopyFrom(nest_to_proto(specs.info_spec))
+    if specs.collect_data_spec is not None:
+        msg.collect_data_spec.CopyFrom(nest_to_proto(specs.collect_data_spec))
+    return msg
+
+
+def policy_specs_from_proto(msg: pb.PolicySpecs) -> light.PolicySpecs:
+    """Decodes PolicySpecs; unset state/info specs decode as `()`.
+
+    Raises:
+      CodecError: a missing time_step_spec/action_spec or a malformed spec.
+    """
+    for name in ("time_step_spec", "action_spec"):
+        if not msg.HasField(name):
+            raise CodecError(f"policy_specs.{name} is not set")
+
+    def optional(name: str, default: Any) -> Any:
+        return nest_from_proto(getattr(msg, name)) if msg.HasField(name) else default
+
+    return light.PolicySpecs(
+        time_step_spec=time_step_spec_from_proto(msg.time_step_spec),
+        action_spec=nest_from_proto(msg.action_spec),
+        policy_state_spec=optional("policy_state_spec", ()),
+        info_spec=optional("info_spec", ()),
+        collect_data_spec=optional("collect_data_spec", None))

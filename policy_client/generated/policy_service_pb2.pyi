@@ -1,0 +1,137 @@
+from . import types_pb2 as _types_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListPoliciesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PolicyInfo(_message.Message):
+    __slots__ = ("name", "version", "backend", "stateful")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    STATEFUL_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    backend: str
+    stateful: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., backend: _Optional[str] = ..., stateful: bool = ...) -> None: ...
+
+class ListPoliciesResponse(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[PolicyInfo]
+    def __init__(self, policies: _Optional[_Iterable[_Union[PolicyInfo, _Mapping]]] = ...) -> None: ...
+
+class GetSpecsRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    def __init__(self, policy: _Optional[str] = ...) -> None: ...
+
+class GetSpecsResponse(_message.Message):
+    __slots__ = ("specs", "version", "policy")
+    SPECS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    specs: _types_pb2.PolicySpecs
+    version: int
+    policy: str
+    def __init__(self, specs: _Optional[_Union[_types_pb2.PolicySpecs, _Mapping]] = ..., version: _Optional[int] = ..., policy: _Optional[str] = ...) -> None: ...
+
+class GetInitialStateRequest(_message.Message):
+    __slots__ = ("policy", "batch_size")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    batch_size: int
+    def __init__(self, policy: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+
+class GetInitialStateResponse(_message.Message):
+    __slots__ = ("state", "version")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    state: _types_pb2.Nest
+    version: int
+    def __init__(self, state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class ActionRequest(_message.Message):
+    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    TIME_STEP_FIELD_NUMBER: _ClassVar[int]
+    POLICY_STATE_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    time_step: _types_pb2.TimeStep
+    policy_state: _types_pb2.Nest
+    batch_size: int
+    seed: int
+    request_id: int
+    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ...) -> None: ...
+
+class Status(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ActionResponse(_message.Message):
+    __slots__ = ("policy_step", "version", "request_id", "error")
+    POLICY_STEP_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    policy_step: _types_pb2.PolicyStep
+    version: int
+    request_id: int
+    error: Status
+    def __init__(self, policy_step: _Optional[_Union[_types_pb2.PolicyStep, _Mapping]] = ..., version: _Optional[int] = ..., request_id: _Optional[int] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    def __init__(self, policy: _Optional[str] = ...) -> None: ...
+
+class PolicyStats(_message.Message):
+    __slots__ = ("policy", "version", "requests", "rows", "batches", "mean_batch_size", "errors", "queue_wait_ms_p50", "queue_wait_ms_p99", "inference_ms_p50", "inference_ms_p99", "queue_depth")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
+    MEAN_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_MS_P50_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_MS_P99_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_MS_P50_FIELD_NUMBER: _ClassVar[int]
+    INFERENCE_MS_P99_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    version: int
+    requests: int
+    rows: int
+    batches: int
+    mean_batch_size: float
+    errors: int
+    queue_wait_ms_p50: float
+    queue_wait_ms_p99: float
+    inference_ms_p50: float
+    inference_ms_p99: float
+    queue_depth: int
+    def __init__(self, policy: _Optional[str] = ..., version: _Optional[int] = ..., requests: _Optional[int] = ..., rows: _Optional[int] = ..., batches: _Optional[int] = ..., mean_batch_size: _Optional[float] = ..., errors: _Optional[int] = ..., queue_wait_ms_p50: _Optional[float] = ..., queue_wait_ms_p99: _Optional[float] = ..., inference_ms_p50: _Optional[float] = ..., inference_ms_p99: _Optional[float] = ..., queue_depth: _Optional[int] = ...) -> None: ...
+
+class GetStatsResponse(_message.Message):
+    __slots__ = ("policies",)
+    POLICIES_FIELD_NUMBER: _ClassVar[int]
+    policies: _containers.RepeatedCompositeFieldContainer[PolicyStats]
+    def __init__(self, policies: _Optional[_Iterable[_Union[PolicyStats, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,104 @@
+"""The one interface every policy source implements, and the plain PyPolicy backend."""
+
+from __future__ import annotations
+
+import abc
+import threading
+from typing import Any
+
+from policy_client.specs import PolicySpecs
+
+
+class UnsupportedSeedError(ValueError):
+    """The backend cannot honour a per-call seed (as the local policy would refuse it)."""
+
+
+class Backend(abc.ABC):
+    """A hosted policy behind one batched `action` call.
+
+    Subclasses set `specs` (array specs), `kind`, and implement `action` and
+    `initial_state`. When `batchable` is True, `action` receives every leaf with
+    one outer batch dimension (rows of many requests stacked together); when
+    False it receives each request exactly as the client sent it.
+
+    `action` is only ever called from one thread at a time per backend (the
+    batcher's), and weight updates take the same lock, so a call never sees a
+    mix of two versions.
+    """
+
+    kind: str = "backend"
+    batchable: bool = True
+    supports_seed: bool = True
+
+    def __init__(self, specs: PolicySpecs, version: int = 0):
+        self.specs = specs
+        self.version = int(version)
+        self.lock = threading.Lock()
+
+    @property
+    def stateful(self) -> bool:
+        """Whether the policy has a recurrent state."""
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        return bool(tf.nest.flatten(self.specs.policy_state_spec))
+
+    @abc.abstractmethod
+    def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        """Returns the PolicyStep (numpy nests) for `time_step` and `policy_state`.
+
+        Raises:
+          UnsupportedSeedError: a seed was given and the policy cannot use one.
+        """
+
+    @abc.abstractmethod
+    def initial_state(self, batch_size: int | None) -> Any:
+        """Returns the initial policy state (numpy nest); `()` when stateless."""
+
+
+def to_numpy(nest: Any) -> Any:
+    """Converts every tensor leaf of a nest to numpy (leaves numpy untouched)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, nest)
+
+
+def specs_of(policy: Any) -> PolicySpecs:
+    """Returns the array specs of a py_policy or tf_policy."""
+    from tf_agents.specs import tensor_spec  # pylint: disable=import-outside-toplevel
+
+    def arrays(spec: Any) -> Any:
+        return tensor_spec.to_nest_array_spec(spec)
+
+    collect = getattr(policy, "collect_data_spec", None)
+    return PolicySpecs(
+        time_step_spec=arrays(policy.time_step_spec), action_spec=arrays(policy.action_spec),
+        policy_state_spec=arrays(policy.policy_state_spec), info_spec=arrays(policy.info_spec),
+        collect_data_spec=arrays(collect) if collect is not None else None)
+
+
+class PyPolicyBackend(Backend):
+    """Any `py_policy.PyPolicy`, called as it is.
+
+    Args:
+      policy: the policy.
+      batched: True when the policy takes time steps with an outer batch
+        dimension (e.g. `PyTFEagerPolicy(..., batch_time_steps=False)`): the
+        batcher then stacks many requests into one call. False (default) calls
+        the policy once per request, with the request's values unchanged.
+      version: the initial policy version.
+    """
+
+    kind = "py_policy"
+
+    def __init__(self, policy: Any, *, batched: bool = False, version: int = 0):
+        super().__init__(specs_of(policy), version)
+        self.policy = policy
+        self.batchable = batched
+
+    def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        step = self.policy.action(time_step, policy_state, seed=seed) if seed is not None else \
+            self.policy.action(time_step, policy_state)
+        return to_numpy(step)
+
+    def initial_state(self, batch_size: int | None) -> Any:
+        return to_numpy(self.policy.get_initial_state(batch_size))

@@ -1,0 +1,94 @@
+"""`policy-server`: serve SavedModel policies (or a built-in demo policy) over gRPC."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from typing import Sequence
+
+from policy_server.batching import BatchingConfig
+
+logger = logging.getLogger("policy_server")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    defaults = BatchingConfig()
+    parser = argparse.ArgumentParser(
+        prog="policy-server", description=__doc__,
+        epilog="With no --policy, serves a built-in CartPole QPolicy named 'cartpole'.")
+    parser.add_argument("--policy", action="append", default=[], metavar="NAME=SAVED_MODEL_DIR",
+                        help="a PolicySaver SavedModel to serve under NAME (repeatable)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
+    parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
+                        help="rows per inference call (default: %(default)s)")
+    parser.add_argument("--max-batch-delay-ms", type=float, default=defaults.max_batch_delay * 1e3,
+                        help="how long a batch waits for more rows after its first (default: %(default)s)")
+    parser.add_argument("--max-queue-size", type=int, default=defaults.max_queue_size,
+                        help="requests waiting per policy before RESOURCE_EXHAUSTED (default: %(default)s)")
+    parser.add_argument("--allowed-batch-sizes", default="",
+                        help="comma-separated sizes to pad batches to, e.g. 1,8,32,64")
+    parser.add_argument("--max-message-mb", type=int, default=64,
+                        help="largest request/response in MiB (default: %(default)s)")
+    parser.add_argument("--stats-interval", type=float, default=30.0,
+                        help="seconds between stats lines in the log; 0 disables (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    return parser.parse_args(argv)
+
+
+def batching_config(args: argparse.Namespace) -> BatchingConfig:
+    sizes = tuple(int(s) for s in args.allowed_batch_sizes.split(",") if s.strip())
+    return BatchingConfig(max_batch_size=args.max_batch_size, max_batch_delay=args.max_batch_delay_ms / 1e3,
+                          max_queue_size=args.max_queue_size, allowed_batch_sizes=sizes)
+
+
+def load_backends(specs: Sequence[str]) -> dict:
+    """Builds the backends named on the command line (or the demo policy)."""
+    # Imported here so that `--help` answers without loading TensorFlow.
+    from policy_server import demo_policy, tf_backends  # pylint: disable=import-outside-toplevel
+
+    if not specs:
+        logger.info("no --policy given: serving the built-in CartPole demo policy as 'cartpole'")
+        return {"cartpole": tf_backends.EagerBackend(demo_policy.cartpole_q_policy())}
+    backends = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise SystemExit(f"--policy wants NAME=SAVED_MODEL_DIR, got {spec!r}")
+        logger.info("loading %r from %s", name, path)
+        backends[name] = tf_backends.SavedModelBackend(path)
+    return backends
+
+
+async def serve(args: argparse.Namespace) -> None:
+    from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
+
+    server = PolicyServer(load_backends(args.policy), address=f"{args.host}:{args.port}",
+                          batching=batching_config(args), max_message_bytes=args.max_message_mb << 20,
+                          stats_interval=args.stats_interval)
+    port = await server.start()
+    print(f"policy-server listening on {args.host}:{port}", flush=True)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
+    await server.wait_for_termination()
+
+
+def _begin_shutdown(server, sig: signal.Signals) -> None:
+    logger.info("received %s: answering accepted requests, then stopping", sig.name)
+    asyncio.ensure_future(server.stop())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

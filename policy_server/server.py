@@ -1,0 +1,160 @@
+"""The policy server: gRPC (asyncio) with health, reflection and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Mapping
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from policy_client.generated import policy_service_pb2 as service_pb
+from policy_client.generated import policy_service_pb2_grpc as service_grpc
+from policy_server.backend import Backend
+from policy_server.batching import BatchingConfig
+from policy_server.servicer import HostedPolicy, PolicyServicer, Registry
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = service_pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class PolicyServer:
+    """Hosts named policies on one gRPC port.
+
+    Health (grpc.health.v1) reports NOT_SERVING until `start` has loaded every
+    policy, SERVING while up, and NOT_SERVING again from the start of `stop`.
+
+    Args:
+      policies: name -> backend; the first is the default policy.
+      address: "host:port" to bind; port 0 picks a free port.
+      batching: batching settings for every policy.
+      max_message_bytes: largest request or response accepted.
+      stats_interval: seconds between stats lines in the log (0: never).
+      credentials: server credentials for TLS; None serves plaintext.
+    """
+
+    def __init__(self, policies: Mapping[str, Backend], *, address: str = "127.0.0.1:0",
+                 batching: BatchingConfig = BatchingConfig(), max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 stats_interval: float = 0.0, credentials: grpc.ServerCredentials | None = None):
+        if not policies:
+            raise ValueError("a server needs at least one policy")
+        self._policies = dict(policies)
+        self._address = address
+        self._batching = batching
+        self._options = [("grpc.max_receive_message_length", max_message_bytes),
+                         ("grpc.max_send_message_length", max_message_bytes),
+                         ("grpc.so_reuseport", 0)]
+        self._stats_interval = stats_interval
+        self._credentials = credentials
+        self.registry = Registry()
+        self.health = HealthServicer()
+        self._server: grpc.aio.Server | None = None
+        self._stats_task: asyncio.Task | None = None
+        self._stopped = asyncio.Event()
+        self.port = 0
+
+    async def start(self) -> int:
+        """Binds, starts the batchers and reports SERVING; returns the bound port."""
+        self._server = grpc.aio.server(options=self._options)
+        service_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.registry), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), self._server)
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._credentials is None:
+            self.port = self._server.add_insecure_port(self._address)
+        else:
+            self.port = self._server.add_secure_port(self._address, self._credentials)
+        if not self.port:
+            raise OSError(f"cannot bind {self._address}")
+        await self._server.start()
+        for name, backend in self._policies.items():
+            hosted = HostedPolicy.create(name, backend, self._batching)
+            hosted.batcher.start()
+            self.registry.add(hosted)
+            logger.info("serving policy %r (%s, version %d)", name, backend.kind, backend.version)
+        await self._set_health(health_pb2.HealthCheckResponse.SERVING)
+        if self._stats_interval > 0:
+            self._stats_task = asyncio.ensure_future(self._log_stats())
+        host = self._address.rsplit(":", 1)[0]
+        logger.info("listening on %s:%d", host, self.port)
+        return self.port
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stops: NOT_SERVING, refuse new requests, answer every accepted one, close."""
+        if self._server is None or self._stopped.is_set():
+            return
+        await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._stats_task is not None:
+            self._stats_task.cancel()
+        await asyncio.gather(*(h.batcher.close() for h in self.registry))
+        await self._server.stop(grace)
+        self._log_stats_once()
+        self._stopped.set()
+        logger.info("server stopped")
+
+    async def wait_for_termination(self) -> None:
+        await self._stopped.wait()
+
+    async def _set_health(self, status: int) -> None:
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, status)
+
+    async def _log_stats(self) -> None:
+        while True:
+            await asyncio.sleep(self._stats_interval)
+            self._log_stats_once()
+
+    def _log_stats_once(self) -> None:
+        for hosted in self.registry:
+            logger.info("policy %r v%d: %s queue=%d", hosted.name, hosted.backend.version,
+                        hosted.stats.snapshot().summary(), hosted.batcher.queue_depth)
+
+
+class BackgroundServer:
+    """Runs a PolicyServer on its own event loop thread (for tests and embedding).
+
+    Example:
+      with BackgroundServer({"cartpole": backend}) as server:
+          client = PolicyClient(f"127.0.0.1:{server.port}")
+    """
+
+    def __init__(self, policies: Mapping[str, Backend], **kwargs):
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="policy-server", daemon=True)
+        self._thread.start()
+        self.server: PolicyServer = self._call(self._make(policies, kwargs))
+        self.port = self._call(self.server.start())
+        self.address = f"127.0.0.1:{self.port}"
+
+    @staticmethod
+    async def _make(policies: Mapping[str, Backend], kwargs: dict) -> PolicyServer:
+        return PolicyServer(policies, **kwargs)
+
+    def _call(self, coro, timeout: float | None = 120.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def run(self, coro, timeout: float | None = 120.0):
+        """Runs a coroutine on the server's loop and returns its result."""
+        return self._call(coro, timeout)
+
+    def stop(self, grace: float = 10.0) -> None:
+        if self._loop.is_closed():
+            return
+        self._call(self.server.stop(grace))
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=30)
+        self._loop.close()
+
+    def __enter__(self) -> "BackgroundServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

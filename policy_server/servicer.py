@@ -1,0 +1,206 @@
+"""The PolicyService implementation: decode, validate, queue, answer."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, AsyncIterator
+
+import grpc
+
+from policy_client import codec
+from policy_client.errors import CodecError
+from policy_client.generated import policy_service_pb2 as service_pb
+from policy_client.generated import policy_service_pb2_grpc as service_grpc
+from policy_client.spec_check import SpecMismatchError, check_nest
+from policy_server import errors
+from policy_server.backend import Backend
+from policy_server.batching import Batcher, BatchingConfig, Request
+from policy_server.stats import PolicyStats
+
+logger = logging.getLogger(__name__)
+
+
+def _encode_step(step: Any) -> Any:
+    return codec.policy_step_to_proto(step)
+
+
+@dataclasses.dataclass
+class HostedPolicy:
+    """A named policy with its batcher and statistics."""
+
+    name: str
+    backend: Backend
+    batcher: Batcher
+    stats: PolicyStats
+
+    @classmethod
+    def create(cls, name: str, backend: Backend, config: BatchingConfig) -> "HostedPolicy":
+        stats = PolicyStats()
+        return cls(name, backend, Batcher(backend, config, stats, postprocess=_encode_step), stats)
+
+
+class Registry:
+    """The named policies one server hosts; the first one added is the default."""
+
+    def __init__(self) -> None:
+        self._policies: dict[str, HostedPolicy] = {}
+
+    def add(self, hosted: HostedPolicy) -> None:
+        if hosted.name in self._policies:
+            raise ValueError(f"policy {hosted.name!r} is already registered")
+        self._policies[hosted.name] = hosted
+
+    def get(self, name: str) -> HostedPolicy:
+        """Returns the named policy (the default for an empty name).
+
+        Raises:
+          ServingError: NOT_FOUND for an unknown name.
+        """
+        if not name and self._policies:
+            return next(iter(self._policies.values()))
+        hosted = self._policies.get(name)
+        if hosted is None:
+            raise errors.not_found(f"no policy named {name!r}; this server hosts {sorted(self._policies)}")
+        return hosted
+
+    def __iter__(self):
+        return iter(self._policies.values())
+
+    def __len__(self) -> int:
+        return len(self._policies)
+
+
+def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> Request:
+    """Decodes and validates an ActionRequest against the policy's specs.
+
+    Raises:
+      ServingError: INVALID_ARGUMENT naming the field, expected vs got.
+    """
+    specs = hosted.backend.specs
+    rows = request.batch_size
+    outer = (rows,) if rows else ()
+    seed = request.seed if request.HasField("seed") else None
+    if seed is not None and not hosted.backend.supports_seed:
+        raise errors.invalid_argument(f"seed: the {hosted.backend.kind} policy {hosted.name!r} "
+                                      "cannot take a per-call seed")
+    try:
+        if not request.HasField("time_step"):
+            raise CodecError("time_step is not set")
+        time_step = codec.time_step_from_proto(request.time_step)
+        check_nest(time_step, specs.time_step_spec, outer_shape=outer, path="time_step")
+        state: Any = ()
+        if request.HasField("policy_state"):
+            state = codec.nest_from_proto(request.policy_state)
+            check_nest(state, specs.policy_state_spec, outer_shape=outer, path="policy_state")
+            if not has_leaves(specs.policy_state_spec):
+                state = ()
+        elif has_leaves(specs.policy_state_spec):
+            raise SpecMismatchError("policy_state: the policy is stateful, but the request carries no "
+                                    "state (start from GetInitialState)")
+    except (CodecError, SpecMismatchError) as e:
+        raise errors.invalid_argument(str(e)) from None
+    return Request(time_step=time_step, policy_state=state, rows=rows, seed=seed)
+
+
+def has_leaves(spec: Any) -> bool:
+    """Whether a spec nest holds at least one spec (i.e. is not empty)."""
+    import tree  # pylint: disable=import-outside-toplevel
+
+    return bool(tree.flatten(spec))
+
+
+class PolicyServicer(service_grpc.PolicyServiceServicer):
+    """Answers PolicyService RPCs from a Registry."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    async def ListPolicies(self, request, context):  # noqa: N802 (gRPC method names)
+        return service_pb.ListPoliciesResponse(policies=[
+            service_pb.PolicyInfo(name=h.name, version=h.backend.version, backend=h.backend.kind,
+                                  stateful=has_leaves(h.backend.specs.policy_state_spec))
+            for h in self.registry])
+
+    async def GetSpecs(self, request, context):  # noqa: N802
+        hosted = await self._get(request.policy, context)
+        return service_pb.GetSpecsResponse(specs=codec.policy_specs_to_proto(hosted.backend.specs),
+                                           version=hosted.backend.version, policy=hosted.name)
+
+    async def GetInitialState(self, request, context):  # noqa: N802
+        hosted = await self._get(request.policy, context)
+        batch_size = request.batch_size or None
+        state = await hosted.batcher.run_exclusive(lambda: hosted.backend.initial_state(batch_size))
+        return service_pb.GetInitialStateResponse(state=codec.nest_to_proto(state),
+                                                  version=hosted.backend.version)
+
+    async def Action(self, request, context):  # noqa: N802
+        try:
+            return await self._answer(request)
+        except errors.ServingError as e:
+            await context.abort(e.code, e.message)
+        except Exception as e:  # pylint: disable=broad-except
+            logger.exception("unexpected error answering an Action call")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+    async def ActionStream(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
+        """Answers each request of the stream once, in request order."""
+        answers: asyncio.Queue = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    answers.put_nowait(asyncio.ensure_future(self._answer_in_stream(request)))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (answer := await answers.get()) is not None:
+                yield await answer
+        finally:
+            reader.cancel()
+
+    async def GetStats(self, request, context):  # noqa: N802
+        policies = [await self._get(request.policy, context)] if request.policy else list(self.registry)
+        return service_pb.GetStatsResponse(policies=[stats_proto(h) for h in policies])
+
+    async def _get(self, name: str, context: grpc.aio.ServicerContext) -> HostedPolicy:
+        try:
+            return self.registry.get(name)
+        except errors.ServingError as e:
+            await context.abort(e.code, e.message)
+            raise  # unreachable: abort raises
+
+    async def _answer(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
+        hosted = self.registry.get(request.policy)
+        try:
+            prepared = prepare_request(hosted, request)
+        except errors.ServingError:
+            hosted.stats.record_error()
+            raise
+        step, version = await hosted.batcher.submit(prepared)
+        return service_pb.ActionResponse(policy_step=step, version=version, request_id=request.request_id)
+
+    async def _answer_in_stream(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
+        try:
+            return await self._answer(request)
+        except errors.ServingError as e:
+            return service_pb.ActionResponse(request_id=request.request_id, error=service_pb.Status(
+                code=e.code.value[0], message=e.message))
+        except Exception as e:  # pylint: disable=broad-except
+            logger.exception("unexpected error answering request %d", request.request_id)
+            return service_pb.ActionResponse(request_id=request.request_id, error=service_pb.Status(
+                code=grpc.StatusCode.INTERNAL.value[0], message=f"{type(e).__name__}: {e}"))
+
+
+def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:
+    """The PolicyStats message of one hosted policy."""
+    snap = hosted.stats.snapshot()
+    return service_pb.PolicyStats(
+        policy=hosted.name, version=hosted.backend.version, requests=snap.requests, rows=snap.rows,
+        batches=snap.batches, mean_batch_size=snap.mean_batch_size, errors=snap.errors,
+        queue_wait_ms_p50=snap.queue_wait_ms_p50, queue_wait_ms_p99=snap.queue_wait_ms_p99,
+        inference_ms_p50=snap.inference_ms_p50, inference_ms_p99=snap.inference_ms_p99,
+        queue_depth=hosted.batcher.queue_depth)

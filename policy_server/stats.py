@@ -1,0 +1,69 @@
+"""Per-policy serving statistics: counters and recent latency percentiles."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import threading
+
+import numpy as np
+
+_WINDOW = 4096  # latency samples kept for percentiles
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsSnapshot:
+    """Counters since start and percentiles over the last samples (milliseconds)."""
+
+    requests: int
+    rows: int
+    batches: int
+    errors: int
+    mean_batch_size: float
+    queue_wait_ms_p50: float
+    queue_wait_ms_p99: float
+    inference_ms_p50: float
+    inference_ms_p99: float
+
+    def summary(self) -> str:
+        return (f"requests={self.requests} rows={self.rows} batches={self.batches} "
+                f"mean_batch={self.mean_batch_size:.1f} errors={self.errors} "
+                f"wait_ms p50={self.queue_wait_ms_p50:.2f} p99={self.queue_wait_ms_p99:.2f} "
+                f"infer_ms p50={self.inference_ms_p50:.2f} p99={self.inference_ms_p99:.2f}")
+
+
+class PolicyStats:
+    """Thread-safe counters of one policy's traffic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests = self._rows = self._batches = self._errors = 0
+        self._batch_rows = 0
+        self._waits: collections.deque[float] = collections.deque(maxlen=_WINDOW)
+        self._inference: collections.deque[float] = collections.deque(maxlen=_WINDOW)
+
+    def record_batch(self, requests: int, rows: int, waits_s: list[float], inference_s: float) -> None:
+        """Records one inference call over `requests` requests holding `rows` rows."""
+        with self._lock:
+            self._requests += requests
+            self._rows += rows
+            self._batches += 1
+            self._batch_rows += rows
+            self._waits.extend(waits_s)
+            self._inference.append(inference_s)
+
+    def record_error(self, count: int = 1) -> None:
+        with self._lock:
+            self._errors += count
+
+    def snapshot(self) -> StatsSnapshot:
+        with self._lock:
+            waits = np.array(self._waits) * 1e3 if self._waits else np.zeros(1)
+            infer = np.array(self._inference) * 1e3 if self._inference else np.zeros(1)
+            return StatsSnapshot(
+                requests=self._requests, rows=self._rows, batches=self._batches, errors=self._errors,
+                mean_batch_size=self._batch_rows / self._batches if self._batches else 0.0,
+                queue_wait_ms_p50=float(np.percentile(waits, 50)),
+                queue_wait_ms_p99=float(np.percentile(waits, 99)),
+                inference_ms_p50=float(np.percentile(infer, 50)),
+                inference_ms_p99=float(np.percentile(infer, 99)))

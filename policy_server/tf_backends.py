@@ -1,0 +1,170 @@
+"""Backends for TensorFlow policies: eager, PolicySaver SavedModel, PyTFPolicy graph."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import tensorflow as tf
+from tf_agents.policies import policy_saver, py_tf_eager_policy, py_tf_policy, tf_policy
+from tf_agents.specs import tensor_spec
+from tf_agents.trajectories import policy_step as ps_lib
+from tf_agents.utils import common
+
+from policy_client.specs import PolicySpecs
+from policy_server.backend import Backend, UnsupportedSeedError, specs_of, to_numpy
+
+
+def _batched_signature(spec: Any) -> Any:
+    """TensorSpecs of `spec` with a None outer (batch) dimension."""
+    return tensor_spec.add_outer_dims_nest(tensor_spec.from_spec(spec), (None,))
+
+
+def _step_to_numpy(step: Any) -> Any:
+    return ps_lib.PolicyStep(*(to_numpy(part) for part in step))
+
+
+class EagerBackend(Backend):
+    """A `TFPolicy` (or the policy inside a `PyTFEagerPolicy`) in eager mode.
+
+    Unseeded calls run one `tf.function` whose input signature has a None
+    batch dimension, so a new batch size never retraces. Seeded calls run
+    eagerly after `tf.random.set_seed(seed)`, so the same seed gives the same
+    action every time.
+
+    Args:
+      policy: a `tf_policy.TFPolicy` or a `PyTFEagerPolicy` wrapping one.
+      version: the initial policy version.
+    """
+
+    kind = "tf_eager"
+
+    def __init__(self, policy: Any, *, version: int = 0):
+        if isinstance(policy, py_tf_eager_policy.PyTFEagerPolicyBase):
+            policy = policy._policy  # pylint: disable=protected-access
+        if not isinstance(policy, tf_policy.TFPolicy):
+            raise TypeError(f"EagerBackend needs a TFPolicy or PyTFEagerPolicy, got {type(policy).__name__}")
+        super().__init__(specs_of(policy), version)
+        self.policy = policy
+        self._action_fn = tf.function(
+            self._run,
+            input_signature=[_batched_signature(policy.time_step_spec),
+                             _batched_signature(policy.policy_state_spec)],
+            autograph=False)
+
+    def _run(self, time_step: Any, policy_state: Any) -> Any:
+        return self.policy.action(time_step, policy_state)
+
+    def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        if seed is None:
+            return _step_to_numpy(self._action_fn(time_step, policy_state))
+        tf.random.set_seed(seed)
+        time_step = tf.nest.map_structure(tf.convert_to_tensor, time_step)
+        return _step_to_numpy(self.policy.action(time_step, policy_state, seed=seed))
+
+    def initial_state(self, batch_size: int | None) -> Any:
+        return to_numpy(self.policy.get_initial_state(batch_size=batch_size or 0))
+
+    def variables(self) -> list[tf.Variable]:
+        """The policy's variables, in a stable order."""
+        return list(self.policy.variables())
+
+
+class SavedModelBackend(Backend):
+    """A policy saved by `tf_agents.policies.policy_saver.PolicySaver`.
+
+    Specs come from the directory's `policy_specs.pbtxt`; the saved `action`
+    function already has a None batch dimension. The version is the saved
+    train step.
+
+    Args:
+      path: the SavedModel directory.
+    """
+
+    kind = "saved_model"
+    supports_seed = False
+
+    def __init__(self, path: str):
+        self.path = path
+        self.policy = tf.saved_model.load(path)
+        spec_path = os.path.join(path, policy_saver.POLICY_SPECS_PBTXT)
+        loaded = policy_saver.specs_from_collect_data_spec(tensor_spec.from_pbtxt_file(spec_path))
+        arrays = tensor_spec.to_nest_array_spec
+        specs = PolicySpecs(
+            time_step_spec=arrays(loaded["time_step_spec"]), action_spec=arrays(loaded["action_spec"]),
+            policy_state_spec=arrays(loaded["policy_state_spec"]), info_spec=arrays(loaded["info_spec"]),
+            collect_data_spec=arrays(loaded["collect_data_spec"]))
+        super().__init__(specs, int(self.policy.get_train_step().numpy()))
+        self._checkpoint = tf.train.Checkpoint(policy=self.policy)
+
+    def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        if seed is not None:
+            raise UnsupportedSeedError("a SavedModel policy cannot take a per-call seed")
+        return _step_to_numpy(self.policy.action(time_step, policy_state))
+
+    def initial_state(self, batch_size: int | None) -> Any:
+        return to_numpy(self.policy.get_initial_state(batch_size or 0))
+
+    def variables(self) -> list[tf.Variable]:
+        """The policy's model variables, in the saved order."""
+        return list(self.policy.model_variables)
+
+
+class GraphBackend(Backend):
+    """A `PyTFPolicy` in graph mode, in its own graph and session.
+
+    Builds placeholders with a None batch dimension (instead of PyTFPolicy's
+    fixed batch size), initializes the variables and, given `policy_dir`,
+    restores them from that checkpoint directory exactly like
+    `PyTFPolicy.restore(policy_dir)`. The version is the restored global step.
+
+    Args:
+      policy: a `PyTFPolicy` whose TF policy was built inside `graph`, or the
+        TF policy itself.
+      graph: the graph the policy was built in.
+      policy_dir: optional checkpoint directory written by `PyTFPolicy.save`
+        (or any `common.Checkpointer(policy=...)`).
+      session: optional session on `graph`; one is created otherwise.
+    """
+
+    kind = "py_tf_policy"
+    supports_seed = False
+
+    def __init__(self, policy: Any, graph: tf.Graph, *, policy_dir: str | None = None,
+                 session: tf.compat.v1.Session | None = None):
+        tf_pol = policy._tf_policy if isinstance(policy, py_tf_policy.PyTFPolicy) else policy  # pylint: disable=protected-access
+        self.graph = graph
+        self.session = session or tf.compat.v1.Session(graph=graph)
+        with graph.as_default():
+            self._time_step = tensor_spec.to_nest_placeholder(tf_pol.time_step_spec, outer_dims=[None])
+            self._state = tensor_spec.to_nest_placeholder(tf_pol.policy_state_spec, outer_dims=[None])
+            self._step = tf_pol.action(self._time_step, self._state)
+            self._batch_size = tf.compat.v1.placeholder(tf.int32, (), name="initial_state_batch_size")
+            self._initial_state = tf_pol.get_initial_state(batch_size=self._batch_size)
+            global_step = tf.compat.v1.train.get_or_create_global_step()
+            common.initialize_uninitialized_variables(self.session, tf.nest.flatten(tf_pol.variables()))
+            if policy_dir:
+                checkpointer = common.Checkpointer(ckpt_dir=policy_dir, policy=tf_pol, global_step=global_step)
+                status = checkpointer.initialize_or_restore(self.session)
+                with self.session.as_default():
+                    status.run_restore_ops()
+            else:
+                self.session.run(global_step.initializer)
+            version = int(self.session.run(global_step))
+        super().__init__(specs_of(tf_pol), version)
+        self.tf_policy = tf_pol
+
+    def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        if seed is not None:
+            raise UnsupportedSeedError("`seed` is passed to the class as an argument.")
+        feed = dict(zip(tf.nest.flatten(self._time_step), tf.nest.flatten(time_step)))
+        feed.update(zip(tf.nest.flatten(self._state), tf.nest.flatten(policy_state)))
+        return ps_lib.PolicyStep(*self.session.run(self._step, feed))
+
+    def initial_state(self, batch_size: int | None) -> Any:
+        if not tf.nest.flatten(self.specs.policy_state_spec):
+            return ()
+        state = self.session.run(self._initial_state, {self._batch_size: batch_size or 1})
+        if batch_size is None:
+            state = tf.nest.map_structure(lambda s: s[0], state)
+        return state

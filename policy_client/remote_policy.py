@@ -75,10 +75,10 @@ class RemotePolicy(py_policy.PyPolicy):
         Lets an actor step its environment while the server computes. Input
         errors raise here, before anything is sent.
         """
-        time_step, policy_state, rows = self._prepare(time_step, policy_state)
+        time_step, policy_state, rows, unbatch = self._prepare(time_step, policy_state)
         inner = self._client.action_async(time_step, policy_state, batch_size=rows, seed=seed)
         outer: concurrent.futures.Future = concurrent.futures.Future()
-        inner.add_done_callback(lambda f: self._settle(f, outer))
+        inner.add_done_callback(lambda f: self._settle(f, outer, unbatch))
         return outer
 
     def close(self) -> None:
@@ -94,16 +94,22 @@ class RemotePolicy(py_policy.PyPolicy):
     # ----------------------------------------------------- PyPolicy hooks
 
     def _action(self, time_step: ts.TimeStep, policy_state: Any, seed: int | None = None) -> policy_step.PolicyStep:
-        time_step, policy_state, rows = self._prepare(time_step, policy_state)
-        return self._unwrap(self._client.action(time_step, policy_state, batch_size=rows, seed=seed))
+        time_step, policy_state, rows, unbatch = self._prepare(time_step, policy_state)
+        result = self._client.action(time_step, policy_state, batch_size=rows, seed=seed)
+        return self._unwrap(result, unbatch)
 
     def _get_initial_state(self, batch_size: int | None) -> Any:
         return self._client.get_initial_state(batch_size)
 
     # ----------------------------------------------------- helpers
 
-    def _prepare(self, time_step: Any, policy_state: Any) -> tuple[Any, Any, int]:
-        """Converts plain numbers to the spec dtypes and checks everything against the specs."""
+    def _prepare(self, time_step: Any, policy_state: Any) -> tuple[Any, Any, int, bool]:
+        """Converts plain numbers to the spec dtypes and checks everything against the specs.
+
+        Returns:
+          (time_step, policy_state, rows to send, whether to unbatch the
+          action and info of the answer).
+        """
         time_step = _as_arrays(self.time_step_spec, time_step, "time_step")
         step_type_shape = time_step.step_type.shape
         if len(step_type_shape) > 1:
@@ -112,23 +118,41 @@ class RemotePolicy(py_policy.PyPolicy):
                 "RemotePolicy takes at most one outer dimension")
         outer = tuple(step_type_shape)
         check_nest(time_step, self.time_step_spec, outer_shape=outer, path="time_step")
-        if tf.nest.flatten(self.policy_state_spec):
-            policy_state = _as_arrays(self.policy_state_spec, policy_state, "policy_state")
-            check_nest(policy_state, self.policy_state_spec, outer_shape=outer, path="policy_state")
-        else:
-            policy_state = ()
-        return time_step, policy_state, outer[0] if outer else 0
+        if not tf.nest.flatten(self.policy_state_spec):
+            return time_step, (), outer[0] if outer else 0, False
+        policy_state = _as_arrays(self.policy_state_spec, policy_state, "policy_state")
+        if not outer and _has_outer_dim_of_one(policy_state, self.policy_state_spec):
+            # TF-Agents' convention for an unbatched time step with a state from
+            # get_initial_state(1) (what PyDriver does): the step runs as a batch
+            # of one, action and info come back unbatched, the state stays batched.
+            time_step = tf.nest.map_structure(lambda x: x[None], time_step)
+            return time_step, policy_state, 1, True
+        check_nest(policy_state, self.policy_state_spec, outer_shape=outer, path="policy_state")
+        return time_step, policy_state, outer[0] if outer else 0, False
 
-    def _unwrap(self, result: ActionResult) -> policy_step.PolicyStep:
+    def _unwrap(self, result: ActionResult, unbatch: bool) -> policy_step.PolicyStep:
         self._last_version = result.version
-        return result.policy_step
+        step = result.policy_step
+        if unbatch:
+            first = lambda nest: tf.nest.map_structure(lambda x: x[0, ...], nest)  # noqa: E731
+            step = step._replace(action=first(step.action), info=first(step.info))
+        return step
 
-    def _settle(self, inner: concurrent.futures.Future, outer: concurrent.futures.Future) -> None:
+    def _settle(self, inner: concurrent.futures.Future, outer: concurrent.futures.Future,
+                unbatch: bool) -> None:
         error = inner.exception()
         if error is not None:
             outer.set_exception(error)
         else:
-            outer.set_result(self._unwrap(inner.result()))
+            outer.set_result(self._unwrap(inner.result(), unbatch))
+
+
+def _has_outer_dim_of_one(state: Any, spec: Any) -> bool:
+    try:
+        check_nest(state, spec, outer_shape=(1,))
+        return True
+    except SpecMismatchError:
+        return False
 
 
 def _as_arrays(spec: Any, value: Any, path: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import collections.abc
 import threading
 from typing import Any
 
@@ -35,13 +36,6 @@ class Backend(abc.ABC):
         self.version = int(version)
         self.lock = threading.Lock()
 
-    @property
-    def stateful(self) -> bool:
-        """Whether the policy has a recurrent state."""
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-        return bool(tf.nest.flatten(self.specs.policy_state_spec))
-
     @abc.abstractmethod
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         """Returns the PolicyStep (numpy nests) for `time_step` and `policy_state`.
@@ -62,12 +56,30 @@ def to_numpy(nest: Any) -> Any:
     return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, nest)
 
 
+def plain_nest(nest: Any) -> Any:
+    """Copies a nest into plain dicts, lists and tuples.
+
+    Keras attribute tracking wraps dicts and lists held by layers and policies
+    (`_DictWrapper`, `ListWrapper`); on the wire they are plain containers.
+    """
+    nest = getattr(nest, "__wrapped__", nest)
+    if isinstance(nest, tuple) and hasattr(type(nest), "_fields"):
+        return type(nest)(*(plain_nest(v) for v in nest))
+    if isinstance(nest, collections.abc.Mapping):
+        return type(nest)((k, plain_nest(v)) for k, v in nest.items()) \
+            if isinstance(nest, (dict, collections.OrderedDict)) else {k: plain_nest(v) for k, v in nest.items()}
+    if isinstance(nest, (list, tuple)):
+        return type(nest)(plain_nest(v) for v in nest) if type(nest) in (list, tuple) else \
+            [plain_nest(v) for v in nest]
+    return nest
+
+
 def specs_of(policy: Any) -> PolicySpecs:
-    """Returns the array specs of a py_policy or tf_policy."""
+    """Returns the array specs of a py_policy or tf_policy, in plain containers."""
     from tf_agents.specs import tensor_spec  # pylint: disable=import-outside-toplevel
 
     def arrays(spec: Any) -> Any:
-        return tensor_spec.to_nest_array_spec(spec)
+        return plain_nest(tensor_spec.to_nest_array_spec(spec))
 
     collect = getattr(policy, "collect_data_spec", None)
     return PolicySpecs(

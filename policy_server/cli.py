@@ -45,35 +45,39 @@ def batching_config(args: argparse.Namespace) -> BatchingConfig:
                           max_queue_size=args.max_queue_size, allowed_batch_sizes=sizes)
 
 
-def load_backends(specs: Sequence[str]) -> dict:
-    """Builds the backends named on the command line (or the demo policy)."""
+def backend_sources(specs: Sequence[str]) -> dict:
+    """name -> function building the backend, for --policy flags (or the demo policy)."""
     # Imported here so that `--help` answers without loading TensorFlow.
     from policy_server import demo_policy, tf_backends  # pylint: disable=import-outside-toplevel
 
     if not specs:
         logger.info("no --policy given: serving the built-in CartPole demo policy as 'cartpole'")
-        return {"cartpole": tf_backends.EagerBackend(demo_policy.cartpole_q_policy())}
-    backends = {}
+        return {"cartpole": lambda: tf_backends.EagerBackend(demo_policy.cartpole_q_policy())}
+    sources = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name or not path:
             raise SystemExit(f"--policy wants NAME=SAVED_MODEL_DIR, got {spec!r}")
-        logger.info("loading %r from %s", name, path)
-        backends[name] = tf_backends.SavedModelBackend(path)
-    return backends
+        if name in sources:
+            raise SystemExit(f"--policy {name!r} is given twice")
+        sources[name] = lambda path=path: tf_backends.SavedModelBackend(path)
+    return sources
 
 
 async def serve(args: argparse.Namespace) -> None:
     from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
 
-    server = PolicyServer(load_backends(args.policy), address=f"{args.host}:{args.port}",
+    server = PolicyServer(backend_sources(args.policy), address=f"{args.host}:{args.port}",
                           batching=batching_config(args), max_message_bytes=args.max_message_mb << 20,
                           stats_interval=args.stats_interval)
-    port = await server.start()
-    print(f"policy-server listening on {args.host}:{port}", flush=True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
+    port = await server.start(wait_until_loaded=False)
+    print(f"policy-server listening on {args.host}:{port} (loading policies)", flush=True)
+    await server.wait_until_loaded()
+    print(f"policy-server serving {', '.join(args.policy) or 'cartpole (built-in demo)'} "
+          f"on {args.host}:{port}", flush=True)
     await server.wait_for_termination()
 
 

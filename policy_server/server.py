@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Mapping
+from typing import Callable, Mapping, Union
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,16 +22,22 @@ logger = logging.getLogger(__name__)
 
 SERVICE_NAME = service_pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A backend, or a function that builds one (run after the port is open, so
+# health checks see NOT_SERVING while slow policies load).
+BackendSource = Union[Backend, Callable[[], Backend]]
 
 
 class PolicyServer:
     """Hosts named policies on one gRPC port.
 
-    Health (grpc.health.v1) reports NOT_SERVING until `start` has loaded every
-    policy, SERVING while up, and NOT_SERVING again from the start of `stop`.
+    Health (grpc.health.v1) reports NOT_SERVING until every policy is loaded,
+    SERVING while up, and NOT_SERVING again from the start of `stop`. Action
+    calls for a policy still loading get FAILED_PRECONDITION.
 
     Args:
-      policies: name -> backend; the first is the default policy.
+      policies: name -> backend, or name -> function building the backend
+        (called on a worker thread after the port is open); the first is the
+        default policy.
       address: "host:port" to bind; port 0 picks a free port.
       batching: batching settings for every policy.
       max_message_bytes: largest request or response accepted.
@@ -39,7 +45,7 @@ class PolicyServer:
       credentials: server credentials for TLS; None serves plaintext.
     """
 
-    def __init__(self, policies: Mapping[str, Backend], *, address: str = "127.0.0.1:0",
+    def __init__(self, policies: Mapping[str, BackendSource], *, address: str = "127.0.0.1:0",
                  batching: BatchingConfig = BatchingConfig(), max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  stats_interval: float = 0.0, credentials: grpc.ServerCredentials | None = None):
         if not policies:
@@ -57,10 +63,19 @@ class PolicyServer:
         self._server: grpc.aio.Server | None = None
         self._stats_task: asyncio.Task | None = None
         self._stopped = asyncio.Event()
+        self._loaded: asyncio.Future | None = None
         self.port = 0
 
-    async def start(self) -> int:
-        """Binds, starts the batchers and reports SERVING; returns the bound port."""
+    async def start(self, wait_until_loaded: bool = True) -> int:
+        """Binds and starts serving; loads the policies, then reports SERVING.
+
+        Args:
+          wait_until_loaded: return only once every policy is loaded; with
+            False, return as soon as the port is open (see `wait_until_loaded`).
+
+        Returns:
+          The bound port.
+        """
         self._server = grpc.aio.server(options=self._options)
         service_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.registry), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -75,7 +90,26 @@ class PolicyServer:
         if not self.port:
             raise OSError(f"cannot bind {self._address}")
         await self._server.start()
-        for name, backend in self._policies.items():
+        logger.info("listening on %s:%d", self._address.rsplit(":", 1)[0], self.port)
+        self.registry.expect(self._policies)
+        self._loaded = asyncio.ensure_future(self._load())
+        if wait_until_loaded:
+            await self.wait_until_loaded()
+        return self.port
+
+    async def wait_until_loaded(self) -> None:
+        """Waits until every policy is loaded and health says SERVING.
+
+        Raises:
+          Exception: whatever building a backend raised.
+        """
+        assert self._loaded is not None, "start() first"
+        await asyncio.shield(self._loaded)
+
+    async def _load(self) -> None:
+        loop = asyncio.get_running_loop()
+        for name, source in self._policies.items():
+            backend = source if isinstance(source, Backend) else await loop.run_in_executor(None, source)
             hosted = HostedPolicy.create(name, backend, self._batching)
             hosted.batcher.start()
             self.registry.add(hosted)
@@ -83,15 +117,14 @@ class PolicyServer:
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self._stats_interval > 0:
             self._stats_task = asyncio.ensure_future(self._log_stats())
-        host = self._address.rsplit(":", 1)[0]
-        logger.info("listening on %s:%d", host, self.port)
-        return self.port
 
     async def stop(self, grace: float = 10.0) -> None:
         """Stops: NOT_SERVING, refuse new requests, answer every accepted one, close."""
         if self._server is None or self._stopped.is_set():
             return
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self._loaded is not None and not self._loaded.done():
+            self._loaded.cancel()
         if self._stats_task is not None:
             self._stats_task.cancel()
         await asyncio.gather(*(h.batcher.close() for h in self.registry))
@@ -126,16 +159,17 @@ class BackgroundServer:
           client = PolicyClient(f"127.0.0.1:{server.port}")
     """
 
-    def __init__(self, policies: Mapping[str, Backend], **kwargs):
+    def __init__(self, policies: Mapping[str, BackendSource], **kwargs):
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="policy-server", daemon=True)
         self._thread.start()
+        wait = kwargs.pop("wait_until_loaded", True)
         self.server: PolicyServer = self._call(self._make(policies, kwargs))
-        self.port = self._call(self.server.start())
+        self.port = self._call(self.server.start(wait_until_loaded=wait))
         self.address = f"127.0.0.1:{self.port}"
 
     @staticmethod
-    async def _make(policies: Mapping[str, Backend], kwargs: dict) -> PolicyServer:
+    async def _make(policies: Mapping[str, BackendSource], kwargs: dict) -> PolicyServer:
         return PolicyServer(policies, **kwargs)
 
     def _call(self, coro, timeout: float | None = 120.0):

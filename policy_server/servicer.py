@@ -46,6 +46,11 @@ class Registry:
 
     def __init__(self) -> None:
         self._policies: dict[str, HostedPolicy] = {}
+        self._expected: list[str] = []
+
+    def expect(self, names) -> None:
+        """Names policies that will be added once loaded (FAILED_PRECONDITION until then)."""
+        self._expected = list(names)
 
     def add(self, hosted: HostedPolicy) -> None:
         if hosted.name in self._policies:
@@ -56,14 +61,17 @@ class Registry:
         """Returns the named policy (the default for an empty name).
 
         Raises:
-          ServingError: NOT_FOUND for an unknown name.
+          ServingError: NOT_FOUND for an unknown name, FAILED_PRECONDITION for
+            a policy still loading.
         """
-        if not name and self._policies:
-            return next(iter(self._policies.values()))
+        if not name and self._expected:
+            name = self._expected[0]
         hosted = self._policies.get(name)
-        if hosted is None:
-            raise errors.not_found(f"no policy named {name!r}; this server hosts {sorted(self._policies)}")
-        return hosted
+        if hosted is not None:
+            return hosted
+        if name in self._expected:
+            raise errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION, f"policy {name!r} is still loading")
+        raise errors.not_found(f"no policy named {name!r}; this server hosts {sorted(self._expected)}")
 
     def __iter__(self):
         return iter(self._policies.values())

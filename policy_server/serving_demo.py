@@ -33,7 +33,7 @@ def start_server(extra_args: list[str] | None = None, timeout: float = 120.0) ->
         line = proc.stdout.readline()
         if not line:
             break
-        match = re.search(r"listening on (\S+):(\d+)", line)
+        match = re.search(r"policy-server serving .* on (\S+):(\d+)", line)
         if match:
             return proc, f"{match.group(1)}:{match.group(2)}"
     proc.kill()

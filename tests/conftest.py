@@ -1,0 +1,34 @@
+"""Shared fixtures: real servers on free loopback ports, and test policies."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from policy_server.batching import BatchingConfig  # noqa: E402
+from policy_server.server import BackgroundServer  # noqa: E402
+from tests.fakes import EchoBackend  # noqa: E402
+
+
+@pytest.fixture
+def echo_backend() -> EchoBackend:
+    return EchoBackend()
+
+
+@pytest.fixture
+def echo_server(echo_backend):
+    """A server hosting one EchoBackend as 'echo' on a free 127.0.0.1 port."""
+    with BackgroundServer({"echo": echo_backend},
+                          batching=BatchingConfig(max_batch_size=64, max_batch_delay=0.002)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def cartpole_tf_policy():
+    """The demo CartPole QPolicy (64x64 MLP, fixed seed)."""
+    from policy_server.demo_policy import cartpole_q_policy  # pylint: disable=import-outside-toplevel
+
+    return cartpole_q_policy(seed=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 from tf_agents.networks import q_network
-from tf_agents.policies import q_policy
+from tf_agents.policies import greedy_policy, q_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -25,9 +25,15 @@ def cartpole_q_network(fc_layer_params: tuple[int, ...] = (64, 64)) -> q_network
     return q_network.QNetwork(OBSERVATION_SPEC, ACTION_SPEC, fc_layer_params=fc_layer_params)
 
 
-def cartpole_q_policy(seed: int = 0, fc_layer_params: tuple[int, ...] = (64, 64)) -> q_policy.QPolicy:
-    """A greedy QPolicy for CartPole with a (64, 64) MLP, randomly initialised from `seed`."""
+def cartpole_q_policy(seed: int = 0, fc_layer_params: tuple[int, ...] = (64, 64), *,
+                      greedy: bool = True) -> greedy_policy.GreedyPolicy | q_policy.QPolicy:
+    """A QPolicy for CartPole with a (64, 64) MLP, randomly initialised from `seed`.
+
+    A bare QPolicy samples its action from softmax(Q); with `greedy` (default)
+    it is wrapped in a GreedyPolicy, which takes the argmax (as DqnAgent.policy).
+    """
     tf.random.set_seed(seed)
     network = cartpole_q_network(fc_layer_params)
     network.create_variables(OBSERVATION_SPEC)
-    return q_policy.QPolicy(cartpole_time_step_spec(), ACTION_SPEC, q_network=network)
+    policy = q_policy.QPolicy(cartpole_time_step_spec(), ACTION_SPEC, q_network=network)
+    return greedy_policy.GreedyPolicy(policy) if greedy else policy

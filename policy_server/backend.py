@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import collections.abc
 import threading
-from typing import Any
+from typing import Any, Sequence
+
+import numpy as np
 
 from policy_client.specs import PolicySpecs
+
+
+@dataclasses.dataclass(frozen=True)
+class VariableSpec:
+    """Name, shape and dtype of one policy variable."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
 
 
 class UnsupportedSeedError(ValueError):
@@ -47,6 +59,26 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def initial_state(self, batch_size: int | None) -> Any:
         """Returns the initial policy state (numpy nest); `()` when stateless."""
+
+    def variable_specs(self) -> list[VariableSpec]:
+        """The policy's variables in `policy.variables()` order (empty: none)."""
+        return []
+
+    def variable_values(self) -> list[np.ndarray]:
+        """Current values of the variables, in variable_specs order."""
+        return []
+
+    def set_variables(self, values: Sequence[np.ndarray], version: int) -> None:
+        """Replaces every variable and the version at once, between two batches.
+
+        Values have been checked against variable_specs by the caller.
+        """
+        with self.lock:
+            self._assign(values)
+            self.version = int(version)
+
+    def _assign(self, values: Sequence[np.ndarray]) -> None:
+        raise NotImplementedError(f"the {self.kind} backend has no variables to update")
 
 
 def to_numpy(nest: Any) -> Any:
@@ -106,6 +138,7 @@ class PyPolicyBackend(Backend):
         super().__init__(specs_of(policy), version)
         self.policy = policy
         self.batchable = batched
+        self.supports_seed = _accepts_seed(policy)
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         step = self.policy.action(time_step, policy_state, seed=seed) if seed is not None else \
@@ -114,3 +147,23 @@ class PyPolicyBackend(Backend):
 
     def initial_state(self, batch_size: int | None) -> Any:
         return to_numpy(self.policy.get_initial_state(batch_size))
+
+
+def _accepts_seed(policy: Any) -> bool:
+    """Whether `policy.action(..., seed=...)` can work: `_action` takes a seed.
+
+    PyPolicy.action passes a seed on to `_action(..., seed=seed)`, which many
+    policies do not declare (a TypeError), and PyTFPolicy refuses
+    ("`seed` is passed to the class as an argument").
+    """
+    import inspect  # pylint: disable=import-outside-toplevel
+
+    from tf_agents.policies import py_tf_policy  # pylint: disable=import-outside-toplevel
+
+    if isinstance(policy, py_tf_policy.PyTFPolicy):
+        return False
+    try:
+        params = inspect.signature(policy._action).parameters  # pylint: disable=protected-access
+    except (AttributeError, TypeError, ValueError):
+        return True  # cannot tell: let the call decide
+    return "seed" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

@@ -123,10 +123,14 @@ class Batcher:
         self._wakeup.set()
         return request.future
 
-    async def close(self) -> None:
-        """Stops accepting requests, answers every queued one, then returns."""
+    def stop_accepting(self) -> None:
+        """From now on `submit` refuses requests with UNAVAILABLE (queued ones still run)."""
         self._closing = True
         self._wakeup.set()
+
+    async def close(self) -> None:
+        """Stops accepting requests, answers every queued one, then returns."""
+        self.stop_accepting()
         if self._task is not None:
             await self._task
         self._executor.shutdown(wait=True)
@@ -148,8 +152,10 @@ class Batcher:
 
     async def _fill(self, first: Request) -> None:
         """Waits until the batch is full or max_batch_delay after its first row."""
+        if first.seed is not None or not self.backend.batchable:
+            return  # it runs alone: waiting for company would only add latency
         deadline = first.arrival + self.config.max_batch_delay
-        while not self._closing and first.seed is None:
+        while not self._closing:
             if sum(r.size for r in self._pending) >= self.config.max_batch_size:
                 return
             remaining = deadline - time.monotonic()
@@ -180,18 +186,21 @@ class Batcher:
         loop = asyncio.get_running_loop()
         outcomes = await loop.run_in_executor(self._executor, self._infer, batch)
         waits = [start - r.arrival for r in batch]
-        failures = 0
+        failures = answered_rows = 0
         for request, outcome in zip(batch, outcomes):
+            if isinstance(outcome, BaseException):
+                failures += 1
+            else:
+                answered_rows += request.size
             if request.future.done():  # the caller went away
                 continue
             if isinstance(outcome, BaseException):
-                failures += 1
                 request.future.set_exception(outcome)
             else:
                 request.future.set_result(outcome)
         self.stats.record_error(failures)
-        self.stats.record_batch(len(batch) - failures, sum(r.size for r in batch), waits,
-                                time.monotonic() - start)
+        self.stats.record_batch(len(batch) - failures, answered_rows, waits, time.monotonic() - start,
+                                batch_rows=sum(r.size for r in batch))
 
     def _infer(self, batch: list[Request]) -> list[Any]:
         """Worker thread: one backend call for the batch; one outcome per request."""

@@ -18,7 +18,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = BatchingConfig()
     parser = argparse.ArgumentParser(
         prog="policy-server", description=__doc__,
-        epilog="With no --policy, serves a built-in CartPole QPolicy named 'cartpole'.")
+        epilog="With no --policy, serves built-in CartPole DQN policies created on the fly: 'cartpole' "
+               "(greedy) and 'cartpole_collect' (epsilon-greedy, epsilon 0.1).")
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=SAVED_MODEL_DIR",
                         help="a PolicySaver SavedModel to serve under NAME (repeatable)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
@@ -35,6 +36,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="largest request/response in MiB (default: %(default)s)")
     parser.add_argument("--stats-interval", type=float, default=30.0,
                         help="seconds between stats lines in the log; 0 disables (default: %(default)s)")
+    parser.add_argument("--follow-checkpoints", action="append", default=[], metavar="NAME=CHECKPOINT_DIR",
+                        help="load each new policy_checkpoint_NNNNNNNNNN that tf_agents.train.Learner's "
+                             "PolicySavedModelTrigger writes to CHECKPOINT_DIR (<root>/policies/checkpoints) "
+                             "into policy NAME (repeatable)")
+    parser.add_argument("--follow-reverb", action="append", default=[], metavar="NAME=REVERB_ADDRESS",
+                        help="load new variables from a ReverbVariableContainer on REVERB_ADDRESS into "
+                             "policy NAME (repeatable)")
+    parser.add_argument("--reverb-table", default=None, help="variable container table (default: variables)")
+    parser.add_argument("--follow-interval", type=float, default=2.0,
+                        help="seconds between polls of followed sources (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
     return parser.parse_args(argv)
 
@@ -51,8 +62,9 @@ def backend_sources(specs: Sequence[str]) -> dict:
     from policy_server import demo_policy, tf_backends  # pylint: disable=import-outside-toplevel
 
     if not specs:
-        logger.info("no --policy given: serving the built-in CartPole demo policy as 'cartpole'")
-        return {"cartpole": lambda: tf_backends.EagerBackend(demo_policy.cartpole_q_policy())}
+        logger.info("no --policy given: serving the built-in CartPole demo policies")
+        return {"cartpole": lambda: tf_backends.EagerBackend(demo_policy.cartpole_q_policy()),
+                "cartpole_collect": lambda: tf_backends.EagerBackend(demo_policy.cartpole_collect_policy())}
     sources = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
@@ -64,20 +76,38 @@ def backend_sources(specs: Sequence[str]) -> dict:
     return sources
 
 
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        name, sep, target = value.partition("=")
+        if not sep or not name or not target:
+            raise SystemExit(f"{flag} wants NAME=VALUE, got {value!r}")
+        pairs[name] = target
+    return pairs
+
+
 async def serve(args: argparse.Namespace) -> None:
     from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
 
     server = PolicyServer(backend_sources(args.policy), address=f"{args.host}:{args.port}",
                           batching=batching_config(args), max_message_bytes=args.max_message_mb << 20,
-                          stats_interval=args.stats_interval)
+                          stats_interval=args.stats_interval,
+                          follow_checkpoints=_pairs(args.follow_checkpoints, "--follow-checkpoints"),
+                          follow_reverb=_pairs(args.follow_reverb, "--follow-reverb"),
+                          follow_interval=args.follow_interval, reverb_table=args.reverb_table)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
     port = await server.start(wait_until_loaded=False)
     print(f"policy-server listening on {args.host}:{port} (loading policies)", flush=True)
-    await server.wait_until_loaded()
-    print(f"policy-server serving {', '.join(args.policy) or 'cartpole (built-in demo)'} "
-          f"on {args.host}:{port}", flush=True)
+    try:
+        await server.wait_until_loaded()
+    except asyncio.CancelledError:
+        if not server.stopping:  # stop() cancels the loading: a signal came first.
+            raise
+    else:
+        names = ", ".join(h.name for h in server.registry)
+        print(f"policy-server serving {names} on {args.host}:{port}", flush=True)
     await server.wait_for_termination()
 
 

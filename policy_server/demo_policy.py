@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 from tf_agents.networks import q_network
-from tf_agents.policies import greedy_policy, q_policy
+from tf_agents.policies import epsilon_greedy_policy, greedy_policy, q_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
@@ -37,3 +37,13 @@ def cartpole_q_policy(seed: int = 0, fc_layer_params: tuple[int, ...] = (64, 64)
     network.create_variables(OBSERVATION_SPEC)
     policy = q_policy.QPolicy(cartpole_time_step_spec(), ACTION_SPEC, q_network=network)
     return greedy_policy.GreedyPolicy(policy) if greedy else policy
+
+
+def cartpole_collect_policy(seed: int = 0, epsilon: float = 0.1,
+                            fc_layer_params: tuple[int, ...] = (64, 64)) -> epsilon_greedy_policy.EpsilonGreedyPolicy:
+    """DQN's collect policy for CartPole: epsilon-greedy over a QPolicy (same network shape)."""
+    tf.random.set_seed(seed)
+    network = cartpole_q_network(fc_layer_params)
+    network.create_variables(OBSERVATION_SPEC)
+    return epsilon_greedy_policy.EpsilonGreedyPolicy(
+        q_policy.QPolicy(cartpole_time_step_spec(), ACTION_SPEC, q_network=network), epsilon=epsilon)

@@ -43,11 +43,19 @@ class PolicyServer:
       max_message_bytes: largest request or response accepted.
       stats_interval: seconds between stats lines in the log (0: never).
       credentials: server credentials for TLS; None serves plaintext.
+      follow_checkpoints: policy name -> PolicySaver checkpoint directory
+        (`<root>/policies/checkpoints`) to follow.
+      follow_reverb: policy name -> Reverb server address holding a
+        ReverbVariableContainer table to follow.
+      follow_interval: seconds between polls of followed sources.
+      reverb_table: the variable container's table name (default "variables").
     """
 
     def __init__(self, policies: Mapping[str, BackendSource], *, address: str = "127.0.0.1:0",
                  batching: BatchingConfig = BatchingConfig(), max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 stats_interval: float = 0.0, credentials: grpc.ServerCredentials | None = None):
+                 stats_interval: float = 0.0, credentials: grpc.ServerCredentials | None = None,
+                 follow_checkpoints: Mapping[str, str] | None = None, follow_reverb: Mapping[str, str] | None = None,
+                 follow_interval: float = 2.0, reverb_table: str | None = None):
         if not policies:
             raise ValueError("a server needs at least one policy")
         self._policies = dict(policies)
@@ -63,7 +71,15 @@ class PolicyServer:
         self._server: grpc.aio.Server | None = None
         self._stats_task: asyncio.Task | None = None
         self._stopped = asyncio.Event()
+        self._stopping = False
+        self._servicer: PolicyServicer | None = None
         self._loaded: asyncio.Future | None = None
+        self._follow = (dict(follow_checkpoints or {}), dict(follow_reverb or {}), follow_interval, reverb_table)
+        unknown = (set(self._follow[0]) | set(self._follow[1])) - set(self._policies)
+        if unknown:
+            raise ValueError(f"cannot follow unknown policies {sorted(unknown)}")
+        self.followers: list = []
+        self._follower_tasks: list[asyncio.Task] = []
         self.port = 0
 
     async def start(self, wait_until_loaded: bool = True) -> int:
@@ -77,7 +93,8 @@ class PolicyServer:
           The bound port.
         """
         self._server = grpc.aio.server(options=self._options)
-        service_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(self.registry), self._server)
+        self._servicer = PolicyServicer(self.registry)
+        service_grpc.add_PolicyServiceServicer_to_server(self._servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -114,20 +131,55 @@ class PolicyServer:
             hosted.batcher.start()
             self.registry.add(hosted)
             logger.info("serving policy %r (%s, version %d)", name, backend.kind, backend.version)
+        self._start_followers()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self._stats_interval > 0:
             self._stats_task = asyncio.ensure_future(self._log_stats())
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stops: NOT_SERVING, refuse new requests, answer every accepted one, close."""
-        if self._server is None or self._stopped.is_set():
+    def _start_followers(self) -> None:
+        checkpoints, reverb, interval, table = self._follow
+        if not checkpoints and not reverb:
             return
+        from policy_server import follow  # pylint: disable=import-outside-toplevel
+
+        self.followers = [follow.CheckpointFollower(self.registry.get(name), path, interval)
+                          for name, path in checkpoints.items()]
+        self.followers += [follow.ReverbFollower(self.registry.get(name), address, table, interval)
+                           for name, address in reverb.items()]
+        self._follower_tasks = follow.start_followers(self.followers)
+
+    @property
+    def stopping(self) -> bool:
+        """Whether `stop` has begun."""
+        return self._stopping
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stops: refuse new requests, NOT_SERVING, answer every accepted one, end streams, close.
+
+        Calling it again (e.g. a second SIGTERM) waits for the first call.
+        """
+        if self._server is None:
+            return
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        # Refuse new requests first, so that a client seeing NOT_SERVING knows
+        # that what it sends now is refused.
+        for hosted in self.registry:
+            hosted.batcher.stop_accepting()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._loaded is not None and not self._loaded.done():
             self._loaded.cancel()
         if self._stats_task is not None:
             self._stats_task.cancel()
+        for task in self._follower_tasks:
+            task.cancel()
         await asyncio.gather(*(h.batcher.close() for h in self.registry))
+        # Every accepted request is answered: open action streams need not
+        # hold the shutdown for the grace period.
+        if self._servicer is not None:
+            self._servicer.end_streams()
         await self._server.stop(grace)
         self._log_stats_once()
         self._stopped.set()

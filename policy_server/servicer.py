@@ -18,6 +18,7 @@ from policy_server import errors
 from policy_server.backend import Backend
 from policy_server.batching import Batcher, BatchingConfig, Request
 from policy_server.stats import PolicyStats
+from policy_server.variables import PushAssembler
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +125,21 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
     def __init__(self, registry: Registry):
         self.registry = registry
+        # The answer queue of every open ActionStream (see end_streams).
+        self._streams: set[asyncio.Queue] = set()
+        self._streams_ended = False
+
+    def end_streams(self) -> None:
+        """Ends every open ActionStream once the answers it owes are sent.
+
+        Called by the server's `stop` after the batchers answered every accepted
+        request: each stream stops reading, sends the answers of what it has
+        read, then ends with UNAVAILABLE, so clients reconnect (to another
+        server) instead of holding the shutdown for its whole grace period.
+        """
+        self._streams_ended = True
+        for answers in self._streams:
+            answers.put_nowait(_END_STREAM)
 
     async def ListPolicies(self, request, context):  # noqa: N802 (gRPC method names)
         return service_pb.ListPoliciesResponse(policies=[
@@ -163,16 +179,73 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             finally:
                 answers.put_nowait(None)
 
+        if self._streams_ended:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         reader = asyncio.ensure_future(read())
+        self._streams.add(answers)
         try:
             while (answer := await answers.get()) is not None:
-                yield await answer
+                if answer is not _END_STREAM:
+                    yield await answer
+                    continue
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                # What was read after the batchers closed is answered UNAVAILABLE.
+                while not answers.empty() and (answer := answers.get_nowait()) is not None:
+                    if answer is not _END_STREAM:
+                        yield await answer
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
         finally:
+            self._streams.discard(answers)
             reader.cancel()
 
     async def GetStats(self, request, context):  # noqa: N802
         policies = [await self._get(request.policy, context)] if request.policy else list(self.registry)
         return service_pb.GetStatsResponse(policies=[stats_proto(h) for h in policies])
+
+    async def PushVariables(self, request_iterator, context):  # noqa: N802
+        """Checks a whole push, then swaps it in between two batches."""
+        try:
+            hosted, version, assembler = None, 0, None
+            async for request in request_iterator:
+                if assembler is None:
+                    hosted = self.registry.get(request.policy)
+                    version = request.version
+                    specs = hosted.backend.variable_specs()
+                    if not specs:
+                        raise errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                                  f"the {hosted.backend.kind} policy {hosted.name!r} has no "
+                                                  "variables that can be pushed")
+                    assembler = PushAssembler(specs, request.num_variables)
+                for piece in request.slices:
+                    assembler.add(piece)
+            if assembler is None:
+                raise errors.invalid_argument("empty push: no PushVariablesRequest received")
+            values = assembler.values()
+            if version < hosted.backend.version:
+                raise errors.ServingError(grpc.StatusCode.FAILED_PRECONDITION,
+                                          f"version {version} is older than the served version "
+                                          f"{hosted.backend.version}")
+            await hosted.batcher.run_exclusive(lambda: hosted.backend.set_variables(values, version))
+            logger.info("policy %r now at version %d (%d variables, %d bytes pushed)",
+                        hosted.name, version, len(values), assembler.num_bytes)
+            return service_pb.PushVariablesResponse(version=version, num_variables=len(values),
+                                                    num_bytes=assembler.num_bytes)
+        except errors.ServingError as e:
+            await context.abort(e.code, e.message)
+
+    async def GetVariables(self, request, context):  # noqa: N802
+        hosted = await self._get(request.policy, context)
+        specs = hosted.backend.variable_specs()
+        values = await hosted.batcher.run_exclusive(hosted.backend.variable_values) \
+            if request.include_values else [None] * len(specs)
+        response = service_pb.GetVariablesResponse(version=hosted.backend.version)
+        for index, (spec, value) in enumerate(zip(specs, values)):
+            info = response.variables.add(index=index, name=spec.name, dtype=codec.dtype_to_proto(spec.dtype)[0],
+                                          shape=spec.shape)
+            if value is not None:
+                info.value.CopyFrom(codec.array_to_proto(value))
+        return response
 
     async def _get(self, name: str, context: grpc.aio.ServicerContext) -> HostedPolicy:
         try:
@@ -201,6 +274,9 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             logger.exception("unexpected error answering request %d", request.request_id)
             return service_pb.ActionResponse(request_id=request.request_id, error=service_pb.Status(
                 code=grpc.StatusCode.INTERNAL.value[0], message=f"{type(e).__name__}: {e}"))
+
+
+_END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
 
 
 def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:

@@ -42,13 +42,18 @@ class PolicyStats:
         self._waits: collections.deque[float] = collections.deque(maxlen=_WINDOW)
         self._inference: collections.deque[float] = collections.deque(maxlen=_WINDOW)
 
-    def record_batch(self, requests: int, rows: int, waits_s: list[float], inference_s: float) -> None:
-        """Records one inference call over `requests` requests holding `rows` rows."""
+    def record_batch(self, requests: int, rows: int, waits_s: list[float], inference_s: float,
+                     batch_rows: int | None = None) -> None:
+        """Records one inference call that answered `requests` requests holding `rows` rows.
+
+        `batch_rows` is the number of rows the call ran (failed requests
+        included, padding excluded); it defaults to `rows`.
+        """
         with self._lock:
             self._requests += requests
             self._rows += rows
             self._batches += 1
-            self._batch_rows += rows
+            self._batch_rows += rows if batch_rows is None else batch_rows
             self._waits.extend(waits_s)
             self._inference.append(inference_s)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
+
 import tensorflow as tf
 from tf_agents.policies import policy_saver, py_tf_eager_policy, py_tf_policy, tf_policy
 from tf_agents.specs import tensor_spec
@@ -12,7 +14,7 @@ from tf_agents.trajectories import policy_step as ps_lib
 from tf_agents.utils import common
 
 from policy_client.specs import PolicySpecs
-from policy_server.backend import Backend, UnsupportedSeedError, specs_of, to_numpy
+from policy_server.backend import Backend, UnsupportedSeedError, VariableSpec, specs_of, to_numpy
 
 
 def _batched_signature(spec: Any) -> Any:
@@ -24,7 +26,27 @@ def _step_to_numpy(step: Any) -> Any:
     return ps_lib.PolicyStep(*(to_numpy(part) for part in step))
 
 
-class EagerBackend(Backend):
+def _variable_specs(variables: list[tf.Variable]) -> list[VariableSpec]:
+    return [VariableSpec(v.name, tuple(v.shape.as_list()), np.dtype(v.dtype.as_numpy_dtype)) for v in variables]
+
+
+class _EagerVariables:
+    """Variable access shared by the eager backends (a list of tf.Variables)."""
+
+    _variables: list[tf.Variable]
+
+    def variable_specs(self) -> list[VariableSpec]:
+        return _variable_specs(self._variables)
+
+    def variable_values(self) -> list[np.ndarray]:
+        return [v.numpy() for v in self._variables]
+
+    def _assign(self, values) -> None:
+        for variable, value in zip(self._variables, values):
+            variable.assign(value)
+
+
+class EagerBackend(_EagerVariables, Backend):
     """A `TFPolicy` (or the policy inside a `PyTFEagerPolicy`) in eager mode.
 
     Unseeded calls run one `tf.function` whose input signature has a None
@@ -46,6 +68,7 @@ class EagerBackend(Backend):
             raise TypeError(f"EagerBackend needs a TFPolicy or PyTFEagerPolicy, got {type(policy).__name__}")
         super().__init__(specs_of(policy), version)
         self.policy = policy
+        self._variables = tf.nest.flatten(policy.variables())
         self._action_fn = tf.function(
             self._run,
             input_signature=[_batched_signature(policy.time_step_spec),
@@ -63,14 +86,11 @@ class EagerBackend(Backend):
         return _step_to_numpy(self.policy.action(time_step, policy_state, seed=seed))
 
     def initial_state(self, batch_size: int | None) -> Any:
-        return to_numpy(self.policy.get_initial_state(batch_size=batch_size or 0))
-
-    def variables(self) -> list[tf.Variable]:
-        """The policy's variables, in a stable order."""
-        return list(self.policy.variables())
+        # None (not 0) asks TF-Agents for an unbatched state: 0 would give zero rows.
+        return to_numpy(self.policy.get_initial_state(batch_size=batch_size or None))
 
 
-class SavedModelBackend(Backend):
+class SavedModelBackend(_EagerVariables, Backend):
     """A policy saved by `tf_agents.policies.policy_saver.PolicySaver`.
 
     Specs come from the directory's `policy_specs.pbtxt`; the saved `action`
@@ -95,6 +115,7 @@ class SavedModelBackend(Backend):
             policy_state_spec=arrays(loaded["policy_state_spec"]), info_spec=arrays(loaded["info_spec"]),
             collect_data_spec=arrays(loaded["collect_data_spec"]))
         super().__init__(specs, int(self.policy.get_train_step().numpy()))
+        self._variables = list(self.policy.model_variables)
         self._checkpoint = tf.train.Checkpoint(policy=self.policy)
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
@@ -103,11 +124,24 @@ class SavedModelBackend(Backend):
         return _step_to_numpy(self.policy.action(time_step, policy_state))
 
     def initial_state(self, batch_size: int | None) -> Any:
-        return to_numpy(self.policy.get_initial_state(batch_size or 0))
+        # The saved function always adds a batch dimension (0 would give zero
+        # rows): ask for one row and drop the dimension for an unbatched state.
+        state = to_numpy(self.policy.get_initial_state(batch_size or 1))
+        if not batch_size:
+            state = tf.nest.map_structure(lambda s: s[0], state)
+        return state
 
-    def variables(self) -> list[tf.Variable]:
-        """The policy's model variables, in the saved order."""
-        return list(self.policy.model_variables)
+    def update_from_checkpoint(self, checkpoint_path: str, version: int) -> None:
+        """Loads a PolicySaver checkpoint (`<path>/variables/variables`) between two batches.
+
+        As SavedModelPyTFEagerPolicy.update_from_checkpoint: every variable of
+        the policy must be in the checkpoint; extra ones are ignored.
+        """
+        prefix = os.path.join(checkpoint_path, tf.saved_model.VARIABLES_DIRECTORY,
+                              tf.saved_model.VARIABLES_FILENAME)
+        with self.lock:
+            self._checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
+            self.version = int(version)
 
 
 class GraphBackend(Backend):
@@ -151,6 +185,9 @@ class GraphBackend(Backend):
             else:
                 self.session.run(global_step.initializer)
             version = int(self.session.run(global_step))
+            self._variables = tf.nest.flatten(tf_pol.variables())
+            self._feeds = [tf.compat.v1.placeholder(v.dtype.base_dtype, v.shape) for v in self._variables]
+            self._assign_op = tf.group(*(v.assign(p) for v, p in zip(self._variables, self._feeds)))
         super().__init__(specs_of(tf_pol), version)
         self.tf_policy = tf_pol
 
@@ -160,6 +197,15 @@ class GraphBackend(Backend):
         feed = dict(zip(tf.nest.flatten(self._time_step), tf.nest.flatten(time_step)))
         feed.update(zip(tf.nest.flatten(self._state), tf.nest.flatten(policy_state)))
         return ps_lib.PolicyStep(*self.session.run(self._step, feed))
+
+    def variable_specs(self) -> list[VariableSpec]:
+        return _variable_specs(self._variables)
+
+    def variable_values(self) -> list[np.ndarray]:
+        return self.session.run(self._variables)
+
+    def _assign(self, values) -> None:
+        self.session.run(self._assign_op, dict(zip(self._feeds, values)))
 
     def initial_state(self, batch_size: int | None) -> Any:
         if not tf.nest.flatten(self.specs.policy_state_spec):

@@ -12,7 +12,7 @@ from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
 from policy_client.specs import PolicySpecs
-from policy_server.backend import Backend
+from policy_server.backend import Backend, VariableSpec
 
 OBSERVATION_SPEC = array_spec.ArraySpec((3,), np.float32, name="observation")
 ACTION_SPEC = array_spec.BoundedArraySpec((3,), np.float32, -1e9, 1e9, name="action")
@@ -29,7 +29,10 @@ def echo_time_step(observation: Any, batch_size: int | None = None) -> ts.TimeSt
 
 
 class EchoBackend(Backend):
-    """action = 2 * observation + version; the state counts calls per row.
+    """action = 2 * observation + bias; the state counts calls per row.
+
+    The bias is the version until a push sets the "echo/bias" variable, so a
+    pushed version is visible in every action.
 
     Each output row depends on its own input row only, so cross-talk between
     requests shows up as a wrong action. Records every batch size it sees.
@@ -53,6 +56,16 @@ class EchoBackend(Backend):
         self.stateful = stateful
         self.batch_sizes: list[int] = []
         self.seeds: list[int | None] = []
+        self.bias: float | None = None  # set by a push; until then the version is the bias
+
+    def variable_specs(self) -> list[VariableSpec]:
+        return [VariableSpec("echo/bias:0", (), np.dtype(np.float32))]
+
+    def variable_values(self) -> list[np.ndarray]:
+        return [np.float32(self.version if self.bias is None else self.bias)]
+
+    def _assign(self, values: Any) -> None:
+        self.bias = float(values[0])
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         rows = len(time_step.step_type)
@@ -62,7 +75,8 @@ class EchoBackend(Backend):
             self.gate.wait(30)
         if self.delay:
             time.sleep(self.delay)
-        action = (time_step.observation * 2 + self.version).astype(np.float32)
+        bias = self.version if self.bias is None else self.bias
+        action = (time_step.observation * 2 + bias).astype(np.float32)
         if seed is not None:
             action = action + np.float32(seed % 1000)
         state = {"count": policy_state["count"] + 1} if self.stateful else ()

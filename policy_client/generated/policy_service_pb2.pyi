@@ -135,3 +135,71 @@ class GetStatsResponse(_message.Message):
     POLICIES_FIELD_NUMBER: _ClassVar[int]
     policies: _containers.RepeatedCompositeFieldContainer[PolicyStats]
     def __init__(self, policies: _Optional[_Iterable[_Union[PolicyStats, _Mapping]]] = ...) -> None: ...
+
+class VariableSlice(_message.Message):
+    __slots__ = ("index", "name", "dtype", "shape", "offset", "content")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CONTENT_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    dtype: _types_pb2.DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    offset: int
+    content: bytes
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., dtype: _Optional[_Union[_types_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., offset: _Optional[int] = ..., content: _Optional[bytes] = ...) -> None: ...
+
+class PushVariablesRequest(_message.Message):
+    __slots__ = ("policy", "version", "num_variables", "slices")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NUM_VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    SLICES_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    version: int
+    num_variables: int
+    slices: _containers.RepeatedCompositeFieldContainer[VariableSlice]
+    def __init__(self, policy: _Optional[str] = ..., version: _Optional[int] = ..., num_variables: _Optional[int] = ..., slices: _Optional[_Iterable[_Union[VariableSlice, _Mapping]]] = ...) -> None: ...
+
+class PushVariablesResponse(_message.Message):
+    __slots__ = ("version", "num_variables", "num_bytes")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    NUM_VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    NUM_BYTES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    num_variables: int
+    num_bytes: int
+    def __init__(self, version: _Optional[int] = ..., num_variables: _Optional[int] = ..., num_bytes: _Optional[int] = ...) -> None: ...
+
+class GetVariablesRequest(_message.Message):
+    __slots__ = ("policy", "include_values")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_VALUES_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    include_values: bool
+    def __init__(self, policy: _Optional[str] = ..., include_values: bool = ...) -> None: ...
+
+class VariableInfo(_message.Message):
+    __slots__ = ("index", "name", "dtype", "shape", "value")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    name: str
+    dtype: _types_pb2.DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    value: _types_pb2.Tensor
+    def __init__(self, index: _Optional[int] = ..., name: _Optional[str] = ..., dtype: _Optional[_Union[_types_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., value: _Optional[_Union[_types_pb2.Tensor, _Mapping]] = ...) -> None: ...
+
+class GetVariablesResponse(_message.Message):
+    __slots__ = ("version", "variables")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VARIABLES_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    variables: _containers.RepeatedCompositeFieldContainer[VariableInfo]
+    def __init__(self, version: _Optional[int] = ..., variables: _Optional[_Iterable[_Union[VariableInfo, _Mapping]]] = ...) -> None: ...

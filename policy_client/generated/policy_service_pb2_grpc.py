@@ -44,6 +44,16 @@ class PolicyServiceStub(object):
                 request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetStatsRequest.SerializeToString,
                 response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetStatsResponse.FromString,
                 )
+        self.PushVariables = channel.stream_unary(
+                '/tfa_policy_grpc.v1.PolicyService/PushVariables',
+                request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.PushVariablesRequest.SerializeToString,
+                response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.PushVariablesResponse.FromString,
+                )
+        self.GetVariables = channel.unary_unary(
+                '/tfa_policy_grpc.v1.PolicyService/GetVariables',
+                request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesRequest.SerializeToString,
+                response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesResponse.FromString,
+                )
 
 
 class PolicyServiceServicer(object):
@@ -88,7 +98,25 @@ class PolicyServiceServicer(object):
 
     def GetStats(self, request, context):
         """Serving statistics per policy.
-        Field and method numbers 7-15 are kept for the learner-side RPCs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PushVariables(self, request_iterator, context):
+        """Learner side: replaces every variable of a policy and sets its version.
+        Client streaming, so that models larger than one message travel in
+        slices. The push is checked whole (count, names, dtypes, shapes, every
+        byte present) before anything changes, and applied between two batches:
+        no batch ever sees a mix of two versions. A version older than the one
+        being served is refused with FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVariables(self, request, context):
+        """The policy's variables: names, dtypes, shapes and (on request) values.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -126,6 +154,16 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.GetStats,
                     request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetStatsRequest.FromString,
                     response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'PushVariables': grpc.stream_unary_rpc_method_handler(
+                    servicer.PushVariables,
+                    request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.PushVariablesRequest.FromString,
+                    response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.PushVariablesResponse.SerializeToString,
+            ),
+            'GetVariables': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVariables,
+                    request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesRequest.FromString,
+                    response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -236,5 +274,39 @@ class PolicyService(object):
         return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/GetStats',
             tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetStatsRequest.SerializeToString,
             tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetStatsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PushVariables(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(request_iterator, target, '/tfa_policy_grpc.v1.PolicyService/PushVariables',
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.PushVariablesRequest.SerializeToString,
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.PushVariablesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def GetVariables(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/GetVariables',
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesRequest.SerializeToString,
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

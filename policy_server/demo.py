@@ -1,0 +1,44 @@
+"""`make demo`: DQN on CartPole trained through the policy server (actor-learner).
+
+Usage:
+  python -m policy_server.demo              # the actor-learner run (default)
+  python -m policy_server.demo --serving    # serving only: actors + batching, no learner
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serving", action="store_true", help="run the serving-only demo instead")
+    parser.add_argument("--actors", type=int, default=None, help="collect actor processes")
+    parser.add_argument("--seconds", type=float, default=None, help="time budget")
+    args = parser.parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    if args.serving:
+        from policy_server import serving_demo  # pylint: disable=import-outside-toplevel
+
+        summary = serving_demo.run(args.actors or 4, args.seconds or 10.0)
+        return 0 if summary["server_exit_code"] == 0 and summary["steps"] > 0 else 1
+    from policy_server import actor_learner  # pylint: disable=import-outside-toplevel
+
+    config = actor_learner.Config()
+    if args.actors:
+        config.collect_actors = args.actors
+    if args.seconds:
+        config.max_seconds = args.seconds
+    print(f"Training DQN on CartPole-v0 through the policy server (target average return "
+          f"{config.target_return:.0f}, at most {config.max_seconds:.0f}s) ...", flush=True)
+    result = actor_learner.run(config, log=lambda line: print(line, flush=True))
+    return 0 if result["server_exit_code"] == 0 and result["train_steps"] > 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Callable, Mapping
 
 import numpy as np
+from google.protobuf import message as _message
 
 from policy_client import specs as light
 from policy_client.errors import CodecError
@@ -27,10 +28,23 @@ try:  # bfloat16 has no numpy dtype of its own; TensorFlow uses ml_dtypes'.
 except ImportError:  # pragma: no cover - ml_dtypes comes with TensorFlow.
     _BFLOAT16 = None
 
-# Deeper nests are refused: no policy has them, and they would exhaust the stack.
-MAX_NEST_DEPTH = 64
+# Deeper nests are refused: no policy has them, and the receiver could not parse
+# them. Every dict / named tuple level costs three levels of protobuf message
+# nesting (Nest, NestMapping, NestEntry) and protobuf parsers (upb, C++, Java)
+# refuse messages nested more than 100 deep; 24 levels leave room for the
+# enclosing request (e.g. GetSpecsResponse.specs.time_step_spec.observation)
+# and a bounded spec leaf (Nest, ArraySpec, Bounds, Tensor).
+MAX_NEST_DEPTH = 24
 # numpy's own limit on the number of dimensions.
 MAX_RANK = 32
+# numpy's limit on the byte size of an array (the largest intp).
+_MAX_BYTES = np.iinfo(np.intp).max
+# Decoded fixed-width ("S"/"U") string tensors are allocated at
+# string_itemsize per element whatever the wire size, so their size is capped.
+MAX_FIXED_STRING_BYTES = 1 << 30
+# Named tuple classes made up for unknown type names; capped so that a peer
+# sending ever new names cannot grow it without bound.
+_MAX_DYNAMIC_TUPLES = 1024
 
 _NUMERIC = {
     pb.DTYPE_BOOL: np.dtype(np.bool_),
@@ -64,7 +78,10 @@ def dtype_to_proto(dtype: Any) -> tuple[int, int, int]:
     Raises:
       CodecError: the dtype has no wire form (complex, datetime, structured...).
     """
-    dtype = np.dtype(dtype)
+    try:
+        dtype = np.dtype(dtype)
+    except (TypeError, ValueError) as e:
+        raise CodecError(f"not a dtype: {dtype!r} ({e})") from None
     if dtype.kind == "O":
         return pb.DTYPE_STRING, pb.STRING_KIND_OBJECT, 0
     if dtype.kind == "S":
@@ -97,12 +114,36 @@ def dtype_from_proto(enum: int, string_kind: int = 0, string_itemsize: int = 0) 
     raise CodecError(f"unknown dtype enum {enum}" if enum else "dtype is not set (DTYPE_UNSPECIFIED)")
 
 
-def _checked_shape(shape: Any, what: str) -> tuple[int, ...]:
+def _checked_text(text: str, what: str) -> str:
+    """Returns `text` after checking protobuf can carry it (valid UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise CodecError(f"{what} {text!r} cannot be sent as UTF-8: {e}") from None
+    return text
+
+
+def _checked_shape(shape: Any, what: str, itemsize: int = 1) -> tuple[int, ...]:
+    """Returns `shape` as a tuple after checking numpy can hold such an array.
+
+    Raises:
+      CodecError: too many dimensions, a negative or unknown dimension, or
+        more bytes than numpy can address (zero dimensions aside, as numpy
+        counts them).
+    """
     shape = tuple(shape)
     if len(shape) > MAX_RANK:
         raise CodecError(f"{what}: rank {len(shape)} exceeds the maximum of {MAX_RANK}")
+    if any(d is None for d in shape):
+        raise CodecError(f"{what}: shape {list(shape)} has an unknown dimension")
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError) as e:
+        raise CodecError(f"{what}: shape {list(shape)} is not a list of integers: {e}") from None
     if any(d < 0 for d in shape):
         raise CodecError(f"{what}: shape {list(shape)} has a negative dimension")
+    if math.prod(d for d in shape if d) * max(itemsize, 1) > _MAX_BYTES:
+        raise CodecError(f"{what}: shape {list(shape)} is too large for any array")
     return shape
 
 
@@ -119,17 +160,19 @@ def array_to_proto(value: Any) -> pb.Tensor:
     enum, kind, itemsize = dtype_to_proto(array.dtype)
     msg = pb.Tensor(dtype=enum, shape=array.shape)
     if enum != pb.DTYPE_STRING:
-        if array.dtype.byteorder == ">":
+        if enum == pb.DTYPE_BOOL:  # A bool byte other than 0/1 is sent as 1.
+            array = array.view(np.uint8) != 0
+        elif array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
         msg.content = array.tobytes(order="C")
         return msg
+    if kind != pb.STRING_KIND_OBJECT and array.nbytes > MAX_FIXED_STRING_BYTES:
+        raise CodecError(f"fixed-width string tensor of {array.nbytes} bytes exceeds "
+                         f"{MAX_FIXED_STRING_BYTES}; send an object array instead")
     msg.string_kind = kind
     msg.string_itemsize = itemsize
     flat = array.ravel(order="C").tolist()
-    if kind == pb.STRING_KIND_UNICODE:
-        msg.string_val.extend(s.encode("utf-8") for s in flat)
-    else:
-        msg.string_val.extend(_as_bytes(s) for s in flat)
+    msg.string_val.extend(_as_bytes(s) for s in flat)
     return msg
 
 
@@ -137,8 +180,12 @@ def _as_bytes(element: Any) -> bytes:
     if isinstance(element, bytes):
         return element
     if isinstance(element, str):
-        return element.encode("utf-8")
-    raise CodecError(f"string tensors hold bytes or str, got {type(element).__name__}")
+        try:
+            return element.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise CodecError(f"string {element!r} cannot be sent as UTF-8: {e}") from None
+    raise CodecError(f"object arrays can be sent only when they hold bytes or str, "
+                     f"got an element of type {type(element).__name__}")
 
 
 def array_from_proto(msg: pb.Tensor, *, copy: bool = False) -> np.ndarray:
@@ -150,11 +197,14 @@ def array_from_proto(msg: pb.Tensor, *, copy: bool = False) -> np.ndarray:
       CodecError: unknown dtype, bad shape, or content whose length does not
         match dtype x shape.
     """
-    dtype = dtype_from_proto(msg.dtype, msg.string_kind, msg.string_itemsize)
-    shape = _checked_shape(msg.shape, "tensor")
+    dtype = _checked_dtype(msg.dtype, msg.string_kind, msg.string_itemsize, "tensor")
+    shape = _checked_shape(msg.shape, "tensor", dtype.itemsize)
     count = math.prod(shape)
     if msg.dtype == pb.DTYPE_STRING:
         return _strings_from_proto(msg, dtype, shape, count)
+    if msg.string_val:
+        raise CodecError(f"{pb.DType.Name(msg.dtype)} tensor must carry its elements in "
+                         "content, not string_val")
     content = msg.content
     if len(content) != count * dtype.itemsize:
         raise CodecError(
@@ -164,6 +214,24 @@ def array_from_proto(msg: pb.Tensor, *, copy: bool = False) -> np.ndarray:
     if msg.dtype == pb.DTYPE_BOOL and count and array.view(np.uint8).max() > 1:
         raise CodecError("bool tensor holds bytes other than 0 and 1")
     return array.copy() if copy else array
+
+
+def _checked_dtype(enum: int, string_kind: int, string_itemsize: int, what: str) -> np.dtype:
+    """dtype_from_proto, also refusing string widths numpy cannot allocate sanely.
+
+    Raises:
+      CodecError: as dtype_from_proto, or a string_itemsize over
+        MAX_FIXED_STRING_BYTES; the message starts with `what`.
+    """
+    if enum == pb.DTYPE_STRING and string_kind in (pb.STRING_KIND_BYTES, pb.STRING_KIND_UNICODE):
+        char_size = 1 if string_kind == pb.STRING_KIND_BYTES else 4
+        if string_itemsize * char_size > MAX_FIXED_STRING_BYTES:
+            raise CodecError(f"{what}: string_itemsize {string_itemsize} exceeds "
+                             f"{MAX_FIXED_STRING_BYTES // char_size}")
+    try:
+        return dtype_from_proto(enum, string_kind, string_itemsize)
+    except CodecError as e:
+        raise CodecError(f"{what}: {e}") from None
 
 
 def _strings_from_proto(msg: pb.Tensor, dtype: np.dtype, shape: tuple[int, ...], count: int) -> np.ndarray:
@@ -182,6 +250,13 @@ def _strings_from_proto(msg: pb.Tensor, dtype: np.dtype, shape: tuple[int, ...],
             values = [v.decode("utf-8") for v in values]
         except UnicodeDecodeError as e:
             raise CodecError(f"unicode string tensor holds invalid UTF-8: {e}") from None
+    width = dtype.itemsize // (4 if dtype.kind == "U" else 1)
+    if width and any(len(v) > width for v in values):  # numpy would cut them silently.
+        raise CodecError(f"string tensor holds an element longer than its "
+                         f"string_itemsize {width}")
+    if count * width * (4 if dtype.kind == "U" else 1) > MAX_FIXED_STRING_BYTES:
+        raise CodecError(f"fixed-width string tensor of {count} x {width} characters exceeds "
+                         f"{MAX_FIXED_STRING_BYTES} bytes")
     return np.array(values, dtype=dtype).reshape(shape)
 
 
@@ -207,12 +282,25 @@ def spec_to_proto(spec: Any) -> pb.ArraySpec:
       CodecError: a dtype with no wire form.
     """
     enum, kind, itemsize = dtype_to_proto(spec.dtype)
-    msg = pb.ArraySpec(name=spec.name or "", shape=[int(d) for d in spec.shape], dtype=enum,
+    shape = _checked_shape(spec.shape, f"spec {spec.name!r}")
+    msg = pb.ArraySpec(name=_checked_text(spec.name or "", "spec name"), shape=shape, dtype=enum,
                        string_kind=kind, string_itemsize=itemsize)
     if hasattr(spec, "minimum") and hasattr(spec, "maximum"):
-        msg.bounds.minimum.CopyFrom(array_to_proto(np.asarray(spec.minimum, dtype=spec.dtype)))
-        msg.bounds.maximum.CopyFrom(array_to_proto(np.asarray(spec.maximum, dtype=spec.dtype)))
+        msg.bounds.minimum.CopyFrom(array_to_proto(_wire_bound(spec.minimum, spec, shape)))
+        msg.bounds.maximum.CopyFrom(array_to_proto(_wire_bound(spec.maximum, spec, shape)))
     return msg
+
+
+def _wire_bound(bound: Any, spec: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A bound as the wire wants it: the spec's dtype, scalar or the spec's shape."""
+    bound = np.asarray(bound, dtype=spec.dtype)
+    if bound.shape not in ((), shape):  # TF-Agents accepts any broadcastable shape.
+        try:
+            bound = np.broadcast_to(bound, shape)
+        except ValueError as e:
+            raise CodecError(f"spec {spec.name!r}: bound of shape {bound.shape} does not fit "
+                             f"shape {shape}: {e}") from None
+    return bound
 
 
 def spec_from_proto(msg: pb.ArraySpec) -> Any:
@@ -221,13 +309,24 @@ def spec_from_proto(msg: pb.ArraySpec) -> Any:
     Raises:
       CodecError: bad dtype or shape, or bounds that do not fit the shape.
     """
-    dtype = dtype_from_proto(msg.dtype, msg.string_kind, msg.string_itemsize)
-    shape = _checked_shape(msg.shape, f"spec {msg.name!r}")
+    what = f"spec {msg.name!r}"
+    dtype = _checked_dtype(msg.dtype, msg.string_kind, msg.string_itemsize, what)
+    shape = _checked_shape(msg.shape, what, dtype.itemsize)
     array_spec, bounded_spec = _spec_classes()
     if not msg.HasField("bounds"):
         return array_spec(shape, dtype, name=msg.name or None)
-    minimum = array_from_proto(msg.bounds.minimum, copy=True)
-    maximum = array_from_proto(msg.bounds.maximum, copy=True)
+    bounds = {}
+    for name in ("minimum", "maximum"):
+        if not msg.bounds.HasField(name):
+            raise CodecError(f"{what}: bounds.{name} is not set")
+        try:
+            bounds[name] = array_from_proto(getattr(msg.bounds, name), copy=True)
+        except CodecError as e:
+            raise CodecError(f"{what}: bounds.{name}: {e}") from None
+        if bounds[name].dtype != dtype:
+            raise CodecError(f"{what}: bounds.{name} has dtype {bounds[name].dtype}, "
+                             f"the spec {dtype}")
+    minimum, maximum = bounds["minimum"], bounds["maximum"]
     try:
         return bounded_spec(shape, dtype, minimum=minimum, maximum=maximum, name=msg.name or None)
     except (ValueError, TypeError) as e:
@@ -241,22 +340,46 @@ def _wire_name(cls: type) -> str:
     return _WIRE_NAME_OF_LIGHT.get(cls) or f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _imported_class(type_name: str) -> Any:
+    """The object `type_name` names in an already imported module, else None.
+
+    Never imports anything: a peer must not make us run a module's code. Names
+    are looked up in `__dict__`s only, so lazy-loading modules' `__getattr__`
+    (TensorFlow has them) and descriptors are never triggered.
+    """
+    parts = type_name.split(".")
+    for i in range(len(parts) - 1, 0, -1):  # Longest module prefix first.
+        obj = sys.modules.get(".".join(parts[:i]))
+        if obj is None:
+            continue
+        for attr in parts[i:]:  # Classes nested in classes: "module.Outer.Inner".
+            obj = getattr(obj, "__dict__", {}).get(attr)
+        return obj
+    return None
+
+
 def _namedtuple_class(type_name: str, fields: tuple[str, ...]) -> type:
     """The class to rebuild a named tuple with: TF-Agents' own when imported."""
-    module_name, _, class_name = type_name.rpartition(".")
-    module = sys.modules.get(module_name)
-    cls = getattr(module, class_name, None) if module is not None else None
-    if isinstance(cls, type) and issubclass(cls, tuple) and tuple(getattr(cls, "_fields", ())) == fields:
+    cls = _imported_class(type_name)
+    if (isinstance(cls, type) and issubclass(cls, tuple) and hasattr(cls, "_make")
+            and tuple(getattr(cls, "_fields", ())) == fields):
         return cls
     cls = _LIGHT_TUPLES.get(type_name)
     if cls is not None and cls._fields == fields:
         return cls
     key = (type_name, fields)
-    if key not in _DYNAMIC_TUPLES:
-        if not class_name.isidentifier() or not all(f.isidentifier() and not f.startswith("_") for f in fields):
-            raise CodecError(f"named tuple {type_name!r} has invalid type or field names {list(fields)}")
-        _DYNAMIC_TUPLES[key] = collections.namedtuple(class_name, fields)
-    return _DYNAMIC_TUPLES[key]
+    if key in _DYNAMIC_TUPLES:
+        return _DYNAMIC_TUPLES[key]
+    class_name = type_name.rpartition(".")[2]
+    if not class_name.isidentifier() or not all(f.isidentifier() and not f.startswith("_") for f in fields):
+        raise CodecError(f"named tuple {type_name!r} has invalid type or field names {list(fields)}")
+    try:
+        cls = collections.namedtuple(class_name, fields)
+    except ValueError as e:  # Keywords, duplicate field names.
+        raise CodecError(f"named tuple {type_name!r} with fields {list(fields)}: {e}") from None
+    if len(_DYNAMIC_TUPLES) < _MAX_DYNAMIC_TUPLES:
+        _DYNAMIC_TUPLES[key] = cls
+    return cls
 
 
 def nest_to_proto(value: Any, *, leaf: Callable[[Any], Any] | None = None) -> pb.Nest:
@@ -265,8 +388,9 @@ def nest_to_proto(value: Any, *, leaf: Callable[[Any], Any] | None = None) -> pb
     Args:
       value: arrays, numbers, specs or None in lists, tuples, named tuples and
         string-keyed mappings.
-      leaf: optional hook called on leaves before encoding (e.g. to convert
-        TensorFlow specs).
+      leaf: optional hook called on every leaf (anything but None, a list,
+        tuple, named tuple or mapping) before encoding, e.g. to convert
+        TensorFlow specs or tensors. It may return a nest, encoded in turn.
 
     Raises:
       CodecError: unsupported leaves, non-string keys, or a nest deeper than
@@ -278,7 +402,7 @@ def nest_to_proto(value: Any, *, leaf: Callable[[Any], Any] | None = None) -> pb
 def _nest_to_proto(value: Any, leaf: Callable[[Any], Any] | None, depth: int, path: str) -> pb.Nest:
     if depth > MAX_NEST_DEPTH:
         raise CodecError(f"nest is deeper than {MAX_NEST_DEPTH} levels at {path or 'the root'}")
-    if leaf is not None:
+    if leaf is not None and not (value is None or isinstance(value, (list, tuple, Mapping))):
         value = leaf(value)
     msg = pb.Nest()
     if value is None:
@@ -320,10 +444,29 @@ def _mapping_to_proto(value: Mapping, msg: pb.Nest, leaf: Callable[[Any], Any] |
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
         raise CodecError(f"mapping keys must be strings, got {bad[0]!r} at {path or 'the root'}")
+    for key in value:
+        _checked_text(key, f"mapping key at {path or 'the root'}:")
     keys = list(value) if msg.dict.ordered else sorted(value)
     for key in keys:
         msg.dict.entries.add(key=key).value.CopyFrom(
             _nest_to_proto(value[key], leaf, depth + 1, f"{path}[{key!r}]"))
+
+
+def parse_message(message_type: type[_message.Message], data: bytes) -> _message.Message:
+    """Parses serialized bytes into a message of `message_type`.
+
+    Protobuf refuses messages nested more than 100 deep (and other malformed
+    bytes) with google.protobuf.message.DecodeError; this turns that into a
+    CodecError like every other malformed input.
+
+    Raises:
+      CodecError: the bytes are not a valid `message_type`.
+    """
+    try:
+        return message_type.FromString(data)
+    except _message.DecodeError as e:
+        raise CodecError(f"cannot parse {len(data)} bytes as {message_type.DESCRIPTOR.full_name}: "
+                         f"{e} (malformed, or nested more than 100 deep)") from None
 
 
 def nest_from_proto(msg: pb.Nest, *, copy: bool = False) -> Any:

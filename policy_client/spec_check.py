@@ -93,14 +93,15 @@ def _check_mapping(value: Any, spec: Mapping, outer: tuple[int, ...], path: str)
 
 def _check_leaf(value: Any, spec: Any, outer: tuple[int, ...], path: str) -> None:
     shape = outer + tuple(spec.shape)
-    expected = f"shape {shape} and dtype {_describe_dtype(np.dtype(spec.dtype))}"
+    spec_dtype = spec.dtype
+    if (isinstance(value, np.ndarray) and value.shape == shape
+            and (value.dtype == spec_dtype or (value.dtype.kind in "OSU" and np.dtype(spec_dtype).kind in "OSU"))):
+        return
+    expected = f"shape {shape} and dtype {_describe_dtype(np.dtype(spec_dtype))}"
     if not isinstance(value, np.ndarray):
         raise SpecMismatchError(f"{path}: expected an array of {expected}, got {_kind(value)}")
-    spec_dtype = np.dtype(spec.dtype)
-    dtype_ok = (value.dtype == spec_dtype or (spec_dtype.kind in "OSU" and value.dtype.kind in "OSU"))
-    if not dtype_ok or value.shape != shape:
-        raise SpecMismatchError(
-            f"{path}: expected {expected}, got shape {value.shape} and dtype {_describe_dtype(value.dtype)}")
+    raise SpecMismatchError(
+        f"{path}: expected {expected}, got shape {value.shape} and dtype {_describe_dtype(value.dtype)}")
 
 
 def _kind(value: Any) -> str:

@@ -56,6 +56,18 @@ class Backend(abc.ABC):
           UnsupportedSeedError: a seed was given and the policy cannot use one.
         """
 
+    def action_flat(self, leaves: list[np.ndarray], seed: int | None = None) -> Any:
+        """`action` with the inputs given as the leaves of (time_step, policy_state).
+
+        Leaves are in tf.nest order of the specs; backends that can skip
+        rebuilding the nests override this.
+        """
+        import tree  # pylint: disable=import-outside-toplevel
+
+        time_step, policy_state = tree.unflatten_as(
+            (self.specs.time_step_spec, self.specs.policy_state_spec), leaves)
+        return self.action(time_step, policy_state, seed)
+
     @abc.abstractmethod
     def initial_state(self, batch_size: int | None) -> Any:
         """Returns the initial policy state (numpy nest); `()` when stateless."""

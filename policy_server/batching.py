@@ -29,6 +29,10 @@ class BatchingConfig:
     Attributes:
       max_batch_size: rows per backend call; a batch closes when it is full.
       max_batch_delay: seconds a batch waits after its first row for more rows.
+        The default 0 batches whatever queued while the previous batch ran
+        ("natural" batching): a lone actor never waits, and under load the
+        batches fill by themselves. A small delay (e.g. 0.002) trades latency
+        for larger batches when actors arrive spread out.
       max_queue_size: requests waiting per policy; beyond it requests are
         rejected with RESOURCE_EXHAUSTED.
       allowed_batch_sizes: when set, batches are padded up to the next of these
@@ -37,7 +41,7 @@ class BatchingConfig:
     """
 
     max_batch_size: int = 64
-    max_batch_delay: float = 0.002
+    max_batch_delay: float = 0.0
     max_queue_size: int = 4096
     allowed_batch_sizes: tuple[int, ...] = ()
 
@@ -222,7 +226,6 @@ class Batcher:
         return self._postprocess(step), version
 
     def _batched(self, batch: list[Request], version: int) -> list[Any]:
-        spec = (self.backend.specs.time_step_spec, self.backend.specs.policy_state_spec)
         flat = [tree.flatten((r.time_step, r.policy_state)) for r in batch]
         rows = sum(r.size for r in batch)
         if len(batch) == 1 and batch[0].rows:
@@ -233,8 +236,7 @@ class Batcher:
         padded = self._padded_size(rows)
         if padded > rows:
             leaves = [np.concatenate([x, np.repeat(x[-1:], padded - rows, axis=0)]) for x in leaves]
-        time_step, policy_state = tree.unflatten_as(spec, leaves)
-        step = self.backend.action(time_step, policy_state, batch[0].seed)
+        step = self.backend.action_flat(leaves, batch[0].seed)
         out = tree.flatten(step)
         results, start = [], 0
         for r in batch:

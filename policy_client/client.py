@@ -238,10 +238,9 @@ class PolicyClient:
         Raises:
           CodecError: a value that cannot be encoded (the message names it).
         """
-        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size,
-                                           request_id=next(self._ids),
-                                           time_step=codec.time_step_to_proto(time_step))
-        request.policy_state.CopyFrom(codec.nest_to_proto(policy_state if policy_state is not None else ()))
+        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids))
+        codec.write_time_step(request.time_step, time_step)
+        codec.write_nest(request.policy_state, policy_state if policy_state is not None else ())
         if seed is not None:
             request.seed = int(seed)
         return request

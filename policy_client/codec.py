@@ -156,16 +156,28 @@ def array_to_proto(value: Any) -> pb.Tensor:
     Raises:
       CodecError: unsupported dtype, or string elements that are not bytes/str.
     """
+    msg = pb.Tensor()
+    write_array(msg, value)
+    return msg
+
+
+def write_array(msg: pb.Tensor, value: Any) -> None:
+    """Encodes `value` into `msg` in place (no copy of the message afterwards).
+
+    Raises:
+      CodecError: unsupported dtype, or string elements that are not bytes/str.
+    """
     array = np.asarray(value)
     enum, kind, itemsize = dtype_to_proto(array.dtype)
-    msg = pb.Tensor(dtype=enum, shape=array.shape)
+    msg.dtype = enum
+    msg.shape.extend(array.shape)
     if enum != pb.DTYPE_STRING:
         if enum == pb.DTYPE_BOOL:  # A bool byte other than 0/1 is sent as 1.
             array = array.view(np.uint8) != 0
         elif array.dtype.byteorder == ">":
             array = array.astype(array.dtype.newbyteorder("<"))
         msg.content = array.tobytes(order="C")
-        return msg
+        return
     if kind != pb.STRING_KIND_OBJECT and array.nbytes > MAX_FIXED_STRING_BYTES:
         raise CodecError(f"fixed-width string tensor of {array.nbytes} bytes exceeds "
                          f"{MAX_FIXED_STRING_BYTES}; send an object array instead")
@@ -173,7 +185,6 @@ def array_to_proto(value: Any) -> pb.Tensor:
     msg.string_itemsize = itemsize
     flat = array.ravel(order="C").tolist()
     msg.string_val.extend(_as_bytes(s) for s in flat)
-    return msg
 
 
 def _as_bytes(element: Any) -> bytes:
@@ -197,6 +208,15 @@ def array_from_proto(msg: pb.Tensor, *, copy: bool = False) -> np.ndarray:
       CodecError: unknown dtype, bad shape, or content whose length does not
         match dtype x shape.
     """
+    dtype = _NUMERIC.get(msg.dtype)
+    if dtype is not None and msg.dtype != pb.DTYPE_BOOL and not msg.string_val:
+        # Fast path: the bytes are there, so the shape cannot ask for more memory.
+        shape = tuple(msg.shape)
+        content = msg.content
+        if len(shape) <= MAX_RANK and min(shape, default=0) >= 0 and content and \
+                len(content) == math.prod(shape) * dtype.itemsize:
+            array = np.frombuffer(content, dtype=dtype).reshape(shape)
+            return array.copy() if copy else array
     dtype = _checked_dtype(msg.dtype, msg.string_kind, msg.string_itemsize, "tensor")
     shape = _checked_shape(msg.shape, "tensor", dtype.itemsize)
     count = math.prod(shape)
@@ -396,43 +416,49 @@ def nest_to_proto(value: Any, *, leaf: Callable[[Any], Any] | None = None) -> pb
       CodecError: unsupported leaves, non-string keys, or a nest deeper than
         MAX_NEST_DEPTH.
     """
-    return _nest_to_proto(value, leaf, 0, "")
+    msg = pb.Nest()
+    _write_nest(msg, value, leaf, 0, "")
+    return msg
 
 
-def _nest_to_proto(value: Any, leaf: Callable[[Any], Any] | None, depth: int, path: str) -> pb.Nest:
+def write_nest(msg: pb.Nest, value: Any) -> None:
+    """Encodes a nest into `msg` in place (see nest_to_proto)."""
+    _write_nest(msg, value, None, 0, "")
+
+
+def _write_nest(msg: pb.Nest, value: Any, leaf: Callable[[Any], Any] | None, depth: int, path: str) -> None:
     if depth > MAX_NEST_DEPTH:
         raise CodecError(f"nest is deeper than {MAX_NEST_DEPTH} levels at {path or 'the root'}")
     if leaf is not None and not (value is None or isinstance(value, (list, tuple, Mapping))):
         value = leaf(value)
-    msg = pb.Nest()
-    if value is None:
+    if isinstance(value, np.ndarray):  # the common case first
+        _write_leaf(msg.tensor, value, path)
+    elif value is None:
         msg.none.SetInParent()
-    elif isinstance(value, (np.ndarray, np.generic, int, float, bool, bytes, str)):
-        msg.tensor.CopyFrom(_leaf_array_to_proto(value, path))
+    elif isinstance(value, (np.generic, int, float, bool, bytes, str)):
+        _write_leaf(msg.tensor, value, path)
     elif isinstance(value, tuple) and hasattr(type(value), "_fields"):
         msg.named_tuple.type_name = _wire_name(type(value))
         for name, item in zip(type(value)._fields, value):
-            msg.named_tuple.fields.add(key=name).value.CopyFrom(
-                _nest_to_proto(item, leaf, depth + 1, f"{path}.{name}"))
+            _write_nest(msg.named_tuple.fields.add(key=name).value, item, leaf, depth + 1, f"{path}.{name}")
     elif isinstance(value, (list, tuple)):
         seq = msg.list if isinstance(value, list) else msg.tuple
         seq.SetInParent()
         for i, item in enumerate(value):
-            seq.values.append(_nest_to_proto(item, leaf, depth + 1, f"{path}[{i}]"))
+            _write_nest(seq.values.add(), item, leaf, depth + 1, f"{path}[{i}]")
     elif isinstance(value, Mapping):
         _mapping_to_proto(value, msg, leaf, depth, path)
     elif _is_spec(value):
         msg.spec.CopyFrom(spec_to_proto(value))
     elif hasattr(value, "__array__"):
-        msg.tensor.CopyFrom(_leaf_array_to_proto(value, path))
+        _write_leaf(msg.tensor, value, path)
     else:
         raise CodecError(f"cannot encode {type(value).__name__} at {path or 'the root'}")
-    return msg
 
 
-def _leaf_array_to_proto(value: Any, path: str) -> pb.Tensor:
+def _write_leaf(msg: pb.Tensor, value: Any, path: str) -> None:
     try:
-        return array_to_proto(value)
+        write_array(msg, value)
     except CodecError as e:
         raise CodecError(f"{path or 'the root'}: {e}") from None
 
@@ -448,8 +474,7 @@ def _mapping_to_proto(value: Mapping, msg: pb.Nest, leaf: Callable[[Any], Any] |
         _checked_text(key, f"mapping key at {path or 'the root'}:")
     keys = list(value) if msg.dict.ordered else sorted(value)
     for key in keys:
-        msg.dict.entries.add(key=key).value.CopyFrom(
-            _nest_to_proto(value[key], leaf, depth + 1, f"{path}[{key!r}]"))
+        _write_nest(msg.dict.entries.add(key=key).value, value[key], leaf, depth + 1, f"{path}[{key!r}]")
 
 
 def parse_message(message_type: type[_message.Message], data: bytes) -> _message.Message:
@@ -539,11 +564,16 @@ def time_step_to_proto(time_step: Any) -> pb.TimeStep:
       CodecError: a field that cannot be encoded (the message names it).
     """
     msg = pb.TimeStep()
-    msg.step_type.CopyFrom(_leaf_array_to_proto(time_step.step_type, "time_step.step_type"))
-    msg.discount.CopyFrom(_leaf_array_to_proto(time_step.discount, "time_step.discount"))
-    msg.reward.CopyFrom(_nest_to_proto(time_step.reward, None, 1, "time_step.reward"))
-    msg.observation.CopyFrom(_nest_to_proto(time_step.observation, None, 1, "time_step.observation"))
+    write_time_step(msg, time_step)
     return msg
+
+
+def write_time_step(msg: pb.TimeStep, time_step: Any) -> None:
+    """Encodes a TimeStep into `msg` in place (see time_step_to_proto)."""
+    _write_leaf(msg.step_type, time_step.step_type, "time_step.step_type")
+    _write_leaf(msg.discount, time_step.discount, "time_step.discount")
+    _write_nest(msg.reward, time_step.reward, None, 1, "time_step.reward")
+    _write_nest(msg.observation, time_step.observation, None, 1, "time_step.observation")
 
 
 def time_step_from_proto(msg: pb.TimeStep, *, copy: bool = False) -> Any:
@@ -574,10 +604,15 @@ def policy_step_to_proto(policy_step: Any) -> pb.PolicyStep:
       CodecError: a field that cannot be encoded (the message names it).
     """
     msg = pb.PolicyStep()
-    for name in ("action", "state", "info"):
-        getattr(msg, name).CopyFrom(
-            _nest_to_proto(getattr(policy_step, name), None, 1, f"policy_step.{name}"))
+    write_policy_step(msg, policy_step)
     return msg
+
+
+def write_policy_step(msg: pb.PolicyStep, policy_step: Any) -> None:
+    """Encodes a PolicyStep into `msg` in place (see policy_step_to_proto)."""
+    _write_nest(msg.action, policy_step.action, None, 1, "policy_step.action")
+    _write_nest(msg.state, policy_step.state, None, 1, "policy_step.state")
+    _write_nest(msg.info, policy_step.info, None, 1, "policy_step.info")
 
 
 def policy_step_from_proto(msg: pb.PolicyStep, *, copy: bool = False) -> Any:

@@ -23,8 +23,11 @@ from policy_server.variables import PushAssembler
 logger = logging.getLogger(__name__)
 
 
-def _encode_step(step: Any) -> Any:
-    return codec.policy_step_to_proto(step)
+def _encode_step(step: Any) -> service_pb.ActionResponse:
+    """Worker thread: the response with its policy step, encoded off the event loop."""
+    response = service_pb.ActionResponse()
+    codec.write_policy_step(response.policy_step, step)
+    return response
 
 
 @dataclasses.dataclass
@@ -261,8 +264,10 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         except errors.ServingError:
             hosted.stats.record_error()
             raise
-        step, version = await hosted.batcher.submit(prepared)
-        return service_pb.ActionResponse(policy_step=step, version=version, request_id=request.request_id)
+        response, version = await hosted.batcher.submit(prepared)
+        response.version = version
+        response.request_id = request.request_id
+        return response
 
     async def _answer_in_stream(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
         try:

@@ -13,10 +13,9 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from policy_client.generated import policy_service_pb2 as service_pb
-from policy_client.generated import policy_service_pb2_grpc as service_grpc
 from policy_server.backend import Backend
 from policy_server.batching import BatchingConfig
-from policy_server.servicer import HostedPolicy, PolicyServicer, Registry
+from policy_server.servicer import HostedPolicy, PolicyServicer, Registry, add_to_server
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class PolicyServer:
         """
         self._server = grpc.aio.server(options=self._options)
         self._servicer = PolicyServicer(self.registry)
-        service_grpc.add_PolicyServiceServicer_to_server(self._servicer, self._server)
+        add_to_server(self._servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from typing import Any, AsyncIterator
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from policy_client import codec
 from policy_client.errors import CodecError
@@ -123,6 +125,58 @@ def has_leaves(spec: Any) -> bool:
     return bool(tree.flatten(spec))
 
 
+class Malformed:
+    """Stands in for a request whose bytes did not parse.
+
+    gRPC deserializes before the handler runs; without this, bytes that are not
+    the message (or nest deeper than protobuf's limit of 100) would fail as an
+    opaque INTERNAL error instead of INVALID_ARGUMENT.
+    """
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _tolerant_parser(message_type: Any) -> Any:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as e:
+            return Malformed(f"malformed {message_type.DESCRIPTOR.name}: {e} (not this message, or nested "
+                             "deeper than protobuf's limit of 100 messages)")
+
+    return parse
+
+
+def _refuse_malformed(method: Any) -> Any:
+    """Wraps a unary handler: a Malformed request is answered with INVALID_ARGUMENT."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context):
+        if isinstance(request, Malformed):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
+        return await method(self, request, context)
+
+    return handler
+
+
+def add_to_server(servicer: "PolicyServicer", server: grpc.aio.Server) -> None:
+    """Registers the service like the generated add_...ToServer, with tolerant parsing."""
+    service = service_pb.DESCRIPTOR.services_by_name["PolicyService"]
+    factories = {(False, False): grpc.unary_unary_rpc_method_handler,
+                 (True, False): grpc.stream_unary_rpc_method_handler,
+                 (False, True): grpc.unary_stream_rpc_method_handler,
+                 (True, True): grpc.stream_stream_rpc_method_handler}
+    handlers = {}
+    for method in service.methods:
+        factory = factories[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant_parser(getattr(service_pb, method.input_type.name)),
+            response_serializer=getattr(service_pb, method.output_type.name).SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
 class PolicyServicer(service_grpc.PolicyServiceServicer):
     """Answers PolicyService RPCs from a Registry."""
 
@@ -144,17 +198,20 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         for answers in self._streams:
             answers.put_nowait(_END_STREAM)
 
+    @_refuse_malformed
     async def ListPolicies(self, request, context):  # noqa: N802 (gRPC method names)
         return service_pb.ListPoliciesResponse(policies=[
             service_pb.PolicyInfo(name=h.name, version=h.backend.version, backend=h.backend.kind,
                                   stateful=has_leaves(h.backend.specs.policy_state_spec))
             for h in self.registry])
 
+    @_refuse_malformed
     async def GetSpecs(self, request, context):  # noqa: N802
         hosted = await self._get(request.policy, context)
         return service_pb.GetSpecsResponse(specs=codec.policy_specs_to_proto(hosted.backend.specs),
                                            version=hosted.backend.version, policy=hosted.name)
 
+    @_refuse_malformed
     async def GetInitialState(self, request, context):  # noqa: N802
         hosted = await self._get(request.policy, context)
         batch_size = request.batch_size or None
@@ -162,6 +219,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         return service_pb.GetInitialStateResponse(state=codec.nest_to_proto(state),
                                                   version=hosted.backend.version)
 
+    @_refuse_malformed
     async def Action(self, request, context):  # noqa: N802
         try:
             return await self._answer(request)
@@ -178,7 +236,11 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    answers.put_nowait(asyncio.ensure_future(self._answer_in_stream(request)))
+                    if isinstance(request, Malformed):
+                        answers.put_nowait(_done(service_pb.ActionResponse(error=service_pb.Status(
+                            code=grpc.StatusCode.INVALID_ARGUMENT.value[0], message=request.message))))
+                    else:
+                        answers.put_nowait(asyncio.ensure_future(self._answer_in_stream(request)))
             finally:
                 answers.put_nowait(None)
 
@@ -202,6 +264,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             self._streams.discard(answers)
             reader.cancel()
 
+    @_refuse_malformed
     async def GetStats(self, request, context):  # noqa: N802
         policies = [await self._get(request.policy, context)] if request.policy else list(self.registry)
         return service_pb.GetStatsResponse(policies=[stats_proto(h) for h in policies])
@@ -211,6 +274,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         try:
             hosted, version, assembler = None, 0, None
             async for request in request_iterator:
+                if isinstance(request, Malformed):
+                    raise errors.invalid_argument(request.message)
                 if assembler is None:
                     hosted = self.registry.get(request.policy)
                     version = request.version
@@ -237,6 +302,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         except errors.ServingError as e:
             await context.abort(e.code, e.message)
 
+    @_refuse_malformed
     async def GetVariables(self, request, context):  # noqa: N802
         hosted = await self._get(request.policy, context)
         specs = hosted.backend.variable_specs()
@@ -282,6 +348,12 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
 
 _END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
+
+
+def _done(value: Any) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
 
 
 def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:

@@ -19,6 +19,7 @@ from google.protobuf import message as _message
 
 from policy_client import specs as light
 from policy_client.errors import CodecError
+from policy_client.spec_check import is_spec
 from policy_client.generated import types_pb2 as pb
 
 try:  # bfloat16 has no numpy dtype of its own; TensorFlow uses ml_dtypes'.
@@ -290,11 +291,6 @@ def _spec_classes() -> tuple[type, type]:
     return light.ArraySpec, light.BoundedArraySpec
 
 
-def _is_spec(value: Any) -> bool:
-    return (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "name")
-            and not isinstance(value, np.ndarray) and not isinstance(value, np.generic))
-
-
 def spec_to_proto(spec: Any) -> pb.ArraySpec:
     """Encodes an ArraySpec or BoundedArraySpec (TF-Agents' or ours).
 
@@ -448,7 +444,7 @@ def _write_nest(msg: pb.Nest, value: Any, leaf: Callable[[Any], Any] | None, dep
             _write_nest(seq.values.add(), item, leaf, depth + 1, f"{path}[{i}]")
     elif isinstance(value, Mapping):
         _mapping_to_proto(value, msg, leaf, depth, path)
-    elif _is_spec(value):
+    elif is_spec(value):
         msg.spec.CopyFrom(spec_to_proto(value))
     elif hasattr(value, "__array__"):
         _write_leaf(msg.tensor, value, path)

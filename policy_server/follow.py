@@ -93,20 +93,30 @@ class ReverbFollower(_Follower):
         from tf_agents.experimental.distributed import (  # pylint: disable=import-outside-toplevel
             reverb_variable_container as rvc)
 
+        import reverb  # pylint: disable=import-outside-toplevel
+
         self._keys = (rvc.POLICY_KEY, rvc.TRAIN_STEP_KEY)
         self.table = table or rvc.DEFAULT_TABLE
+        self._client = reverb.Client(server_address)
         self._container = rvc.ReverbVariableContainer(server_address, table_names=[self.table])
 
-    def _pull(self) -> tuple[int, list[np.ndarray]]:
+    def _pull(self) -> tuple[int, list[np.ndarray]] | None:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
+        # pull() blocks until the table has an item; an empty table (no push
+        # yet) must not hold a thread forever.
+        if not self._client.server_info(timeout=10)[self.table].current_size:
+            return None
         pulled = self._container.pull(self.table)
         values = [np.asarray(v) for v in tf.nest.flatten(pulled[self._keys[0]])]
         return int(np.asarray(pulled[self._keys[1]])), values
 
     async def poll_once(self) -> bool:
         loop = asyncio.get_running_loop()
-        step, values = await loop.run_in_executor(None, self._pull)
+        pulled = await loop.run_in_executor(None, self._pull)
+        if pulled is None:
+            return False
+        step, values = pulled
         backend = self.hosted.backend
         if step <= backend.version:
             return False

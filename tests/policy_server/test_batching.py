@@ -1,0 +1,292 @@
+"""Dynamic batching: merging, limits, padding, seeds, queue bound and failure isolation.
+
+The ordering tests hold one batch in flight with a gate, queue the requests
+they want in a known order (waiting on the server's queue depth between
+sends), then open the gate and check exactly which backend calls ran.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+
+from policy_client import errors as client_errors
+from policy_server.batching import BatchingConfig
+from tests.fakes import EchoBackend, echo_time_step
+from tests.policy_server.conftest import (WAIT, GatedEchoBackend, GatedFailingBackend, wait_for_queue_depth)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def obs_rows(start: float, rows: int) -> np.ndarray:
+    """`rows` distinct observation rows of EchoBackend's shape (3,)."""
+    return (np.arange(rows * 3, dtype=np.float32).reshape(rows, 3) + start).astype(np.float32)
+
+
+def send(client, obs: np.ndarray, *, batched: bool, seed: int | None = None):
+    """Asynchronously asks for an action on `obs` with a zero count state."""
+    if batched:
+        state = {"count": np.zeros(len(obs), np.int64)}
+        return client.action_async(echo_time_step(obs, len(obs)), state, batch_size=len(obs), seed=seed)
+    return client.action_async(echo_time_step(obs), {"count": np.array(0, np.int64)}, seed=seed)
+
+
+def hold_first_batch(client, backend: GatedEchoBackend) -> concurrent.futures.Future:
+    """Sends a blocker request and waits until its backend call is in flight."""
+    blocker = send(client, np.full(3, -1, np.float32), batched=False)
+    assert backend.entered.wait(WAIT), "the blocker never reached the backend"
+    return blocker
+
+
+# ----------------------------------------------------------------- BatchingConfig
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"max_batch_size": 0}, "max_batch_size"),
+    ({"max_batch_size": -3}, "max_batch_size"),
+    ({"max_batch_delay": -0.001}, "max_batch_delay"),
+    ({"max_queue_size": 0}, "max_queue_size"),
+    ({"max_batch_size": 8, "allowed_batch_sizes": (2, 4)}, "allowed_batch_sizes"),
+    ({"max_batch_size": 8, "allowed_batch_sizes": (0, 8)}, "allowed_batch_sizes"),
+])
+def test_batching_config_rejects_bad_values(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        BatchingConfig(**kwargs)
+
+
+def test_batching_config_sorts_allowed_sizes():
+    config = BatchingConfig(max_batch_size=8, allowed_batch_sizes=(8, 2, 4))
+    assert config.allowed_batch_sizes == (2, 4, 8)
+    assert BatchingConfig(max_batch_size=1, max_batch_delay=0.0, max_queue_size=1).max_queue_size == 1
+
+
+# ----------------------------------------------------------------- merging
+
+
+@pytest.mark.parametrize("transport", ["unary", "stream"])
+def test_concurrent_clients_are_batched_within_max_batch_size(servers, transport):
+    backend = EchoBackend(delay=0.02, stateful=False)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=6, max_batch_delay=0.01))
+    n_clients, n_requests = 10, 6
+    clients = [servers.client(server.address, "echo", transport=transport) for _ in range(n_clients)]
+    start = threading.Barrier(n_clients)
+
+    def actor(i: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        start.wait(WAIT)
+        out = []
+        for j in range(n_requests):
+            obs = np.array([i, j, i * 100 + j], np.float32)
+            out.append((obs, clients[i].action(echo_time_step(obs)).policy_step.action))
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(n_clients) as pool:
+        results = [r for rs in pool.map(actor, range(n_clients)) for r in rs]
+    for obs, action in results:
+        np.testing.assert_array_equal(action, 2 * obs)
+    sizes = backend.batch_sizes
+    assert max(sizes) <= 6
+    assert max(sizes) > 1, f"no batching under concurrency: {sizes}"
+    assert sum(sizes) == n_clients * n_requests
+    stats = clients[0].stats()[0]
+    assert stats["mean_batch_size"] > 1.0
+    assert stats["batches"] == len(sizes)
+    assert stats["rows"] == stats["requests"] == n_clients * n_requests
+    assert stats["mean_batch_size"] == pytest.approx(stats["rows"] / stats["batches"])
+
+
+def test_batched_request_rows_stay_together_in_one_call(servers):
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=8, max_batch_delay=0.001))
+    client = servers.client(server.address, "echo")
+    blocker = hold_first_batch(client, backend)
+    # Queued in this order: 1 row, 5 rows, 1, 1 (= 8 rows), then 1 more.
+    plan = [(obs_rows(10, 1)[0], False), (obs_rows(100, 5), True), (obs_rows(200, 1)[0], False),
+            (obs_rows(300, 1)[0], False), (obs_rows(400, 1)[0], False)]
+    futures = []
+    for depth, (obs, batched) in enumerate(plan, start=1):
+        futures.append(send(client, obs, batched=batched))
+        wait_for_queue_depth(client, depth)
+    gate.set()
+    blocker.result(WAIT)
+    for (obs, batched), future in zip(plan, futures):
+        step = future.result(WAIT).policy_step
+        np.testing.assert_array_equal(step.action, 2 * obs)
+        np.testing.assert_array_equal(step.state["count"], np.ones(len(obs), np.int64) if batched else 1)
+    assert backend.batch_sizes == [1, 8, 1]
+    merged = backend.observations[1]
+    np.testing.assert_array_equal(merged[1:6], plan[1][0])  # the 5 rows, contiguous, in one call
+    np.testing.assert_array_equal(merged[[0, 6, 7]], np.stack([plan[0][0], plan[2][0], plan[3][0]]))
+
+
+def test_request_larger_than_max_batch_size_runs_alone_unsplit(servers):
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=4, max_batch_delay=0.001))
+    client = servers.client(server.address, "echo")
+    blocker = hold_first_batch(client, backend)
+    plan = [(obs_rows(10, 1)[0], False), (obs_rows(100, 5), True), (obs_rows(200, 1)[0], False)]
+    futures = []
+    for depth, (obs, batched) in enumerate(plan, start=1):
+        futures.append(send(client, obs, batched=batched))
+        wait_for_queue_depth(client, depth)
+    gate.set()
+    blocker.result(WAIT)
+    for (obs, _), future in zip(plan, futures):
+        np.testing.assert_array_equal(future.result(WAIT).policy_step.action, 2 * obs)
+    # 1 + 5 > 4, so the first row goes alone, then the 5 rows together, then the last.
+    assert backend.batch_sizes == [1, 1, 5, 1]
+    np.testing.assert_array_equal(backend.observations[2], plan[1][0])
+
+
+# ----------------------------------------------------------------- seeds
+
+
+def test_seeded_requests_run_in_their_own_call(servers):
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=8, max_batch_delay=0.001))
+    client = servers.client(server.address, "echo")
+    blocker = hold_first_batch(client, backend)
+    plan = [(obs_rows(10, 1)[0], None), (obs_rows(20, 1)[0], 1005), (obs_rows(30, 1)[0], None),
+            (obs_rows(40, 1)[0], None)]
+    futures = []
+    for depth, (obs, seed) in enumerate(plan, start=1):
+        futures.append(send(client, obs, batched=False, seed=seed))
+        wait_for_queue_depth(client, depth)
+    gate.set()
+    blocker.result(WAIT)
+    actions = [f.result(WAIT).policy_step.action for f in futures]
+    np.testing.assert_array_equal(actions[1], 2 * plan[1][0] + 5)  # EchoBackend adds seed % 1000
+    for i in (0, 2, 3):
+        np.testing.assert_array_equal(actions[i], 2 * plan[i][0])
+    # The unseeded one before the seed runs alone too: a batch never crosses a seeded request.
+    assert backend.batch_sizes == [1, 1, 1, 2]
+    assert backend.seeds == [None, None, 1005, None]
+    again = client.action(echo_time_step(plan[1][0]), {"count": np.array(0, np.int64)}, seed=1005)
+    np.testing.assert_array_equal(again.policy_step.action, actions[1])
+    assert backend.seeds[-1] == 1005 and backend.batch_sizes[-1] == 1
+
+
+# ----------------------------------------------------------------- padding
+
+
+def test_batches_are_padded_to_allowed_sizes(servers):
+    backend = EchoBackend(delay=0.005)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(
+        max_batch_size=8, max_batch_delay=0.005, allowed_batch_sizes=(4, 8)))
+    client = servers.client(server.address, "echo")
+    single = client.action(echo_time_step(np.array([1, 2, 3], np.float32)), {"count": np.array(7, np.int64)})
+    np.testing.assert_array_equal(single.policy_step.action, [2, 4, 6])
+    assert single.policy_step.state["count"] == 8 and np.shape(single.policy_step.state["count"]) == ()
+    assert backend.batch_sizes == [4]
+    five = obs_rows(0, 5)
+    step = client.action(echo_time_step(five, 5), {"count": np.arange(5)}, batch_size=5).policy_step
+    np.testing.assert_array_equal(step.action, 2 * five)
+    np.testing.assert_array_equal(step.state["count"], np.arange(5) + 1)
+    assert backend.batch_sizes == [4, 8]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        def one(i: int) -> None:
+            obs = np.array([i, -i, 0.5 * i], np.float32)
+            result = client.action(echo_time_step(obs), {"count": np.array(i, np.int64)})
+            np.testing.assert_array_equal(result.policy_step.action, 2 * obs)
+            assert result.policy_step.state["count"] == i + 1
+
+        list(pool.map(one, range(40)))
+    assert set(backend.batch_sizes) <= {4, 8}, backend.batch_sizes
+    stats = client.stats()[0]
+    assert stats["rows"] == 1 + 5 + 40  # padding rows are not counted as traffic
+
+
+# ----------------------------------------------------------------- queue bound
+
+
+@pytest.mark.parametrize("transport", ["unary", "stream"])
+def test_full_queue_rejects_with_resource_exhausted(servers, transport):
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(
+        max_batch_size=1, max_batch_delay=0.0, max_queue_size=2))
+    client = servers.client(server.address, "echo", transport=transport)
+    blocker = hold_first_batch(client, backend)
+    queued = []
+    for i in range(2):
+        queued.append((obs_rows(10 * i, 1)[0], send(client, obs_rows(10 * i, 1)[0], batched=False)))
+        wait_for_queue_depth(client, i + 1)
+    # Another client: on one stream, answers come in request order, so a
+    # rejection would wait behind the held requests.
+    other = servers.client(server.address, "echo", transport=transport)
+    for i in range(4):  # one in flight + 2 waiting: the queue is full
+        with pytest.raises(client_errors.ResourceExhaustedError, match="queue is full"):
+            other.action(echo_time_step(obs_rows(100, 1)[0]), {"count": np.array(0, np.int64)})
+    stats = client.stats()[0]
+    assert stats["queue_depth"] == 2 and stats["errors"] == 4
+    gate.set()
+    blocker.result(WAIT)
+    for obs, future in queued:
+        np.testing.assert_array_equal(future.result(WAIT).policy_step.action, 2 * obs)
+    assert backend.batch_sizes == [1, 1, 1]
+    # With room again, requests are accepted.
+    assert client.action(echo_time_step(obs_rows(0, 1)[0]), {"count": np.array(0, np.int64)}).version == 0
+
+
+# ----------------------------------------------------------------- failures
+
+
+def test_failed_batch_is_retried_one_by_one(servers):
+    gate = threading.Event()
+    backend = GatedFailingBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=64, max_batch_delay=0.001))
+    client = servers.client(server.address, "echo")
+    blocker = hold_first_batch(client, backend)
+    goods = [obs_rows(10 * i, 1)[0] for i in range(6)]
+    futures = []
+    for i, obs in enumerate(goods[:3]):
+        futures.append(send(client, obs, batched=False))
+        wait_for_queue_depth(client, i + 1)
+    bad = send(client, np.array([1, np.nan, 3], np.float32), batched=False)
+    wait_for_queue_depth(client, 4)
+    for i, obs in enumerate(goods[3:]):
+        futures.append(send(client, obs, batched=False))
+        wait_for_queue_depth(client, 5 + i)
+    gate.set()
+    blocker.result(WAIT)
+    with pytest.raises(client_errors.RemoteError) as info:
+        bad.result(WAIT)
+    assert info.value.code == grpc.StatusCode.INTERNAL
+    assert "NaN in observation" in info.value.details
+    for obs, future in zip(goods, futures):
+        np.testing.assert_array_equal(future.result(WAIT).policy_step.action, 2 * obs)
+    # The whole batch of 7 was tried once (and failed), then each request alone.
+    attempted = [len(o) for o in backend.observations]
+    assert attempted == [1, 7] + [1] * 7, attempted
+    stats = client.stats()[0]
+    assert stats["errors"] == 1
+    assert stats["requests"] == stats["rows"] == 7  # blocker + 6 good ones
+
+
+def test_unbatchable_backend_gets_each_request_as_sent_without_waiting(servers):
+    backend = EchoBackend(stateful=False)
+    backend.batchable = False
+    # A long batch delay must not matter: such a backend never merges requests.
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=64, max_batch_delay=3.0))
+    client = servers.client(server.address, "echo")
+    for rows in (2, 3, 1):
+        obs = obs_rows(rows, rows)
+        started = time.monotonic()
+        step = client.action(echo_time_step(obs, rows), batch_size=rows).policy_step
+        assert time.monotonic() - started < 1.5
+        np.testing.assert_array_equal(step.action, 2 * obs)
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        sizes = [2, 3, 4, 2, 3, 4]
+        results = list(pool.map(lambda n: client.action(echo_time_step(obs_rows(n, n), n), batch_size=n), sizes))
+    for n, result in zip(sizes, results):
+        np.testing.assert_array_equal(result.policy_step.action, 2 * obs_rows(n, n))
+    assert backend.batch_sizes[:3] == [2, 3, 1]
+    assert sorted(backend.batch_sizes[3:]) == sorted(sizes)  # never merged

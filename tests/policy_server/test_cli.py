@@ -1,0 +1,114 @@
+"""`policy-server` as a process: help, the built-in demo policy, SIGTERM.
+
+Servers are started with `--port 0` (policy_server.serving_demo.start_server
+reads the bound port from the process's output).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from tf_agents.policies import py_tf_eager_policy
+from tf_agents.trajectories import time_step as ts
+
+from policy_client import PolicyClient
+from policy_client import errors as client_errors
+from policy_server.serving_demo import start_server, stop_server
+
+pytestmark = pytest.mark.timeout(180)
+
+VENV_BIN = Path(sys.executable).parent
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def cartpole_step(obs: np.ndarray) -> ts.TimeStep:
+    return ts.TimeStep(np.array(0, np.int32), np.array(0, np.float32), np.array(1, np.float32), obs)
+
+
+def test_help_exits_zero_without_loading_tensorflow():
+    result = subprocess.run([str(VENV_BIN / "policy-server"), "--help"], capture_output=True, text=True,
+                            timeout=60, env=ENV)
+    assert result.returncode == 0, result.stderr
+    assert "usage: policy-server" in result.stdout
+    for flag in ("--policy", "--port", "--max-batch-size", "--max-queue-size", "--allowed-batch-sizes"):
+        assert flag in result.stdout
+    check = ("import sys\nfrom policy_server import cli\n"
+             "try:\n    cli.main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+             "assert 'tensorflow' not in sys.modules, 'tensorflow was imported'\n")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, env=ENV)
+    assert result.returncode == 0, result.stderr
+
+
+def test_demo_policy_is_served_and_sigterm_exits_zero(cartpole_tf_policy):
+    proc, address = start_server()
+    try:
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and not address.endswith(":0")
+        with PolicyClient(address, timeout=30) as client:  # default policy, action stream
+            policies = {p.name: p for p in client.list_policies()}
+            assert "cartpole" in policies and policies["cartpole"].backend == "tf_eager"
+            specs, _ = client.get_specs()
+            assert specs.time_step_spec.observation.shape == (4,)
+            local = py_tf_eager_policy.PyTFEagerPolicy(cartpole_tf_policy)  # the same seed-0 demo policy
+            rng = np.random.default_rng(1)
+            for _ in range(8):
+                obs = (rng.uniform(-1, 1, 4) * [2, 2, 0.2, 2]).astype(np.float32)
+                action = client.action(cartpole_step(obs)).policy_step.action
+                assert action.dtype == np.int64 and action.shape == ()
+                assert action == local.action(cartpole_step(obs)).action
+            assert client.stats()[0]["requests"] >= 8
+            # SIGTERM with the client's action stream still open.
+            started = time.monotonic()
+            code = stop_server(proc)
+            elapsed = time.monotonic() - started
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0
+    assert elapsed < 9.0, f"SIGTERM took {elapsed:.1f}s: the open stream held the 10 s grace period"
+
+
+SLOW_LOADING_SERVER = """
+import sys, time
+from policy_server import cli, demo_policy
+_build = demo_policy.cartpole_q_policy
+def slow_build(*args, **kwargs):
+    time.sleep(5)  # a policy that takes a while to load
+    return _build(*args, **kwargs)
+demo_policy.cartpole_q_policy = slow_build
+sys.exit(cli.main(["--port", "0", "--stats-interval", "0", "--log-level", "WARNING"]))
+"""
+
+
+def test_sigterm_while_loading_exits_zero():
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_LOADING_SERVER], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"listening on (\S+):(\d+) \(loading policies\)", line)
+        assert match, f"unexpected first line {line!r}"
+        address = f"{match.group(1)}:{match.group(2)}"
+        with grpc.insecure_channel(address) as channel:
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with PolicyClient(address, "cartpole", transport="unary", timeout=10) as client:
+            with pytest.raises(client_errors.FailedPreconditionError, match="still loading"):
+                client.action(cartpole_step(np.zeros(4, np.float32)))
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err[-3000:]
+    assert "serving" not in out

@@ -140,8 +140,17 @@ class Batcher:
         self._executor.shutdown(wait=True)
 
     async def run_exclusive(self, fn: Callable[[], Any]) -> Any:
-        """Runs `fn` on the worker thread between two batches."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        """Runs `fn` on the worker thread between two batches.
+
+        Raises:
+          ServingError: UNAVAILABLE once the batcher has shut down.
+        """
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+        except RuntimeError as e:
+            if "shutdown" in str(e):
+                raise errors.unavailable("the server is shutting down") from None
+            raise
 
     async def _loop(self) -> None:
         while True:
@@ -152,7 +161,15 @@ class Batcher:
                 await self._wakeup.wait()
             await self._fill(self._pending[0])
             batch = self._take()
-            await self._run(batch)
+            try:
+                await self._run(batch)
+            except Exception as e:  # pylint: disable=broad-except
+                # Never let the loop die: every accepted request gets an answer.
+                logger.exception("batch of %d requests failed outside inference", len(batch))
+                for request in batch:
+                    if request.future is not None and not request.future.done():
+                        request.future.set_exception(errors.ServingError(
+                            grpc.StatusCode.INTERNAL, f"batch failed: {type(e).__name__}: {e}"))
 
     async def _fill(self, first: Request) -> None:
         """Waits until the batch is full or max_batch_delay after its first row."""

@@ -149,13 +149,17 @@ def _tolerant_parser(message_type: Any) -> Any:
 
 
 def _refuse_malformed(method: Any) -> Any:
-    """Wraps a unary handler: a Malformed request is answered with INVALID_ARGUMENT."""
+    """Wraps a unary handler: a Malformed request is answered with INVALID_ARGUMENT,
+    a ServingError with its own status."""
 
     @functools.wraps(method)
     async def handler(self, request, context):
         if isinstance(request, Malformed):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
-        return await method(self, request, context)
+        try:
+            return await method(self, request, context)
+        except errors.ServingError as e:
+            await context.abort(e.code, e.message)
 
     return handler
 

@@ -124,17 +124,21 @@ def _batch_delta(address: str, before: dict | None = None) -> dict:
     return {"mean_batch_size": (now["rows"] - before["rows"]) / batches if batches else 0.0}
 
 
+def _client_summary(outcomes: list, seconds: float, rows: int = 1) -> dict[str, Any]:
+    latencies = np.concatenate([o[0] for o in outcomes])
+    cpu_us = sum(o[1] for o in outcomes) / max(len(latencies), 1) * 1e6
+    return {**_summary(latencies, seconds, rows), "client_cpu_us_per_call": cpu_us, "actors": len(outcomes)}
+
+
 def remote_run(pool: Pool, address: str, n: int, mode: str, rows: int, seconds: float) -> dict[str, Any]:
     before = _batch_delta(address)
-    latencies = pool.run(n, "policy", address, mode, rows, seconds)
-    result = _summary(np.concatenate(latencies), seconds, max(rows, 1))
-    result.update(_batch_delta(address, before), actors=n)
+    result = _client_summary(pool.run(n, "policy", address, mode, rows, seconds), seconds, max(rows, 1))
+    result.update(_batch_delta(address, before))
     return result
 
 
 def echo_run(pool: Pool, address: str, n: int, mode: str, payload: bytes, seconds: float) -> dict[str, Any]:
-    latencies = pool.run(n, "echo", address, mode, payload, seconds)
-    return {**_summary(np.concatenate(latencies), seconds), "actors": n}
+    return _client_summary(pool.run(n, "echo", address, mode, payload, seconds), seconds)
 
 
 def run(seconds: float) -> dict[str, Any]:
@@ -212,9 +216,13 @@ def markdown(r: dict[str, Any]) -> str:
     for name, label in (("eager", "PyTFEagerPolicy(use_tf_function=True)"), ("graph", "PyTFPolicy (graph)")):
         x = r["local"][name]
         lines.append(f"| {label} | {x['calls_per_s']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |")
-    lines += ["", "| one remote actor | actions/s | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    lines += ["", "| one remote actor | actions/s | p50 ms | p99 ms | client CPU us/call |", "|---|---:|---:|---:|---:|"]
     for mode, x in r["one_actor"].items():
-        lines.append(f"| {mode} | {x['actions_per_s']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} |")
+        lines.append(f"| {mode} | {x['actions_per_s']:.0f} | {x['p50_ms']:.2f} | {x['p99_ms']:.2f} | "
+                     f"{x['client_cpu_us_per_call']:.0f} |")
+    echo1 = r["concurrent"]["echo_stream"][0]
+    lines.append(f"| raw gRPC echo, stream (same request bytes) | {echo1['calls_per_s']:.0f} | "
+                 f"{echo1['p50_ms']:.2f} | {echo1['p99_ms']:.2f} | {echo1['client_cpu_us_per_call']:.0f} |")
     lines += ["", "| actors | remote actions/s | mean batch | p50 ms | p99 ms | batching off actions/s "
               "| echo stream calls/s | echo unary calls/s |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     c = r["concurrent"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import resource
 import time
 from typing import Any
 
@@ -110,7 +111,12 @@ def worker(commands: Any, results: Any) -> None:
         call, closer = (_echo_caller if kind == "echo" else _policy_caller)(address, mode, arg)
         call()  # connect before the synchronized start
         time.sleep(max(0.0, start_at - time.time()))
-        results.put(timed_loop(call, seconds, warmup))
+        timed_loop(call, warmup, 0.0)  # warm-up, discarded
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        latencies = timed_loop(call, seconds, 0.0)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        results.put((latencies, cpu))
         if hasattr(call, "close"):
             call.close()
         closer.close()

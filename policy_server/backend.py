@@ -110,11 +110,12 @@ def plain_nest(nest: Any) -> Any:
     if isinstance(nest, tuple) and hasattr(type(nest), "_fields"):
         return type(nest)(*(plain_nest(v) for v in nest))
     if isinstance(nest, collections.abc.Mapping):
-        return type(nest)((k, plain_nest(v)) for k, v in nest.items()) \
-            if isinstance(nest, (dict, collections.OrderedDict)) else {k: plain_nest(v) for k, v in nest.items()}
-    if isinstance(nest, (list, tuple)):
-        return type(nest)(plain_nest(v) for v in nest) if type(nest) in (list, tuple) else \
-            [plain_nest(v) for v in nest]
+        items = ((k, plain_nest(v)) for k, v in nest.items())
+        return collections.OrderedDict(items) if isinstance(nest, collections.OrderedDict) else dict(items)
+    if isinstance(nest, tuple):
+        return tuple(plain_nest(v) for v in nest)
+    if isinstance(nest, list):
+        return [plain_nest(v) for v in nest]
     return nest
 
 

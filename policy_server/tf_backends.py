@@ -22,10 +22,6 @@ def _batched_signature(spec: Any) -> Any:
     return tensor_spec.add_outer_dims_nest(tensor_spec.from_spec(spec), (None,))
 
 
-def _step_to_numpy(step: Any) -> Any:
-    return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, step)
-
-
 def _variable_specs(variables: list[tf.Variable]) -> list[VariableSpec]:
     return [VariableSpec(v.name, tuple(v.shape.as_list()), np.dtype(v.dtype.as_numpy_dtype)) for v in variables]
 
@@ -113,18 +109,18 @@ class EagerBackend(_EagerVariables, Backend):
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         if seed is None:
-            return _step_to_numpy(self._action_fn(time_step, policy_state))
+            return to_numpy(self._action_fn(time_step, policy_state))
         return self._seeded(time_step, policy_state, seed)
 
     def action_flat(self, leaves: list[np.ndarray], seed: int | None = None) -> Any:
         if seed is None:
-            return _step_to_numpy(self._action_fn.call_flat(leaves))
+            return to_numpy(self._action_fn.call_flat(leaves))
         return super().action_flat(leaves, seed)
 
     def _seeded(self, time_step: Any, policy_state: Any, seed: int) -> Any:
         tf.random.set_seed(seed)
         time_step = tf.nest.map_structure(tf.convert_to_tensor, time_step)
-        return _step_to_numpy(self.policy.action(time_step, policy_state, seed=seed))
+        return to_numpy(self.policy.action(time_step, policy_state, seed=seed))
 
     def initial_state(self, batch_size: int | None) -> Any:
         # None (not 0) asks TF-Agents for an unbatched state: 0 would give zero rows.
@@ -167,7 +163,7 @@ class SavedModelBackend(_EagerVariables, Backend):
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         if seed is not None:
             raise UnsupportedSeedError("a SavedModel policy cannot take a per-call seed")
-        return _step_to_numpy(self._action_fn(time_step, policy_state))
+        return to_numpy(self._action_fn(time_step, policy_state))
 
     def initial_state(self, batch_size: int | None) -> Any:
         # The saved function always adds a batch dimension (0 would give zero

@@ -20,11 +20,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Regenerates policy_client/generated/ from protos/.
+# Regenerates policy_client/wire/generated/ from protos/.
 proto: $(STAMP)
 	$(PY) scripts/gen_protos.py
 
-# Fails when policy_client/generated/ does not match protos/.
+# Fails when policy_client/wire/generated/ does not match protos/.
 check-proto: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
@@ -39,7 +39,7 @@ bench: $(STAMP)
 	$(PY) -m bench
 
 demo: $(STAMP)
-	$(PY) -m policy_server.demo
+	$(PY) -m examples.demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -44,7 +44,7 @@ def local_baselines(seconds: float) -> dict[str, Any]:
     from tf_agents.policies import greedy_policy, py_tf_eager_policy, py_tf_policy, q_policy  # pylint: disable=import-outside-toplevel
     from tf_agents.trajectories import time_step as ts  # pylint: disable=import-outside-toplevel
 
-    from policy_server import demo_policy  # pylint: disable=import-outside-toplevel
+    from examples import cartpole as demo_policy  # pylint: disable=import-outside-toplevel
 
     time_step = ts.restart(workers.cartpole_time_step().observation)
     eager = py_tf_eager_policy.PyTFEagerPolicy(demo_policy.cartpole_q_policy(), use_tf_function=True)
@@ -62,17 +62,17 @@ def local_baselines(seconds: float) -> dict[str, Any]:
 
 def codec_bench() -> dict[str, Any]:
     """Encode + serialize + parse + decode of an Atari-sized and a CartPole time step."""
-    from policy_client import codec  # pylint: disable=import-outside-toplevel
-    from policy_client.generated import types_pb2  # pylint: disable=import-outside-toplevel
-    from policy_client.specs import TimeStep  # pylint: disable=import-outside-toplevel
+    from policy_client import wire  # pylint: disable=import-outside-toplevel
+    from policy_client.wire.generated import types_pb2  # pylint: disable=import-outside-toplevel
+    from policy_client.wire.standins import TimeStep  # pylint: disable=import-outside-toplevel
 
     atari = TimeStep(np.int32(1), np.float32(0), np.float32(1),
                      np.random.default_rng(0).integers(0, 255, (84, 84, 4), dtype=np.uint8))
     results = {}
     for name, step in (("atari_84x84x4_uint8", atari), ("cartpole", workers.cartpole_time_step())):
         def round_trip(step=step):
-            data = codec.time_step_to_proto(step).SerializeToString()
-            return codec.time_step_from_proto(types_pb2.TimeStep.FromString(data)), len(data)
+            data = wire.time_step_to_proto(step).SerializeToString()
+            return wire.time_step_from_proto(types_pb2.TimeStep.FromString(data)), len(data)
 
         decoded, size = round_trip()
         n, start = 0, time.perf_counter()
@@ -142,7 +142,7 @@ def echo_run(pool: Pool, address: str, n: int, mode: str, payload: bytes, second
 
 
 def run(seconds: float) -> dict[str, Any]:
-    from policy_server.serving_demo import start_server, stop_server  # pylint: disable=import-outside-toplevel
+    from examples.serving_demo import start_server, stop_server  # pylint: disable=import-outside-toplevel
 
     results: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
                                "seconds_per_point": seconds}
@@ -155,8 +155,8 @@ def run(seconds: float) -> dict[str, Any]:
     echo = ctx.Process(target=workers.serve_echo, args=(ports, stop), daemon=True)
     echo.start()
     echo_address = f"127.0.0.1:{ports.get(timeout=60)}"
-    batched, batched_address = start_server(["--max-batch-size", "64"])
-    unbatched, unbatched_address = start_server(["--max-batch-size", "1"])
+    batched, batched_address = start_server(["--demo", "--max-batch-size", "64"])
+    unbatched, unbatched_address = start_server(["--demo", "--max-batch-size", "1"])
     pool = Pool(max(CONCURRENCY))
     payload = workers.request_bytes()
     try:

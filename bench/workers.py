@@ -16,7 +16,7 @@ ECHO_SERVICE = "bench.Echo"
 
 def cartpole_time_step(rows: int = 0) -> Any:
     """A CartPole time step: unbatched (rows=0) or with `rows` rows."""
-    from policy_client.specs import TimeStep  # pylint: disable=import-outside-toplevel
+    from policy_client.wire.standins import TimeStep  # pylint: disable=import-outside-toplevel
 
     outer = (rows,) if rows else ()
     rng = np.random.default_rng(rows)

@@ -1,21 +1,25 @@
-"""Client library of tfa-policy-grpc: codec, transport, RemotePolicy and load().
+"""Client library of tfa-policy-grpc: RemotePolicy, load(), PolicyClient, VariablePublisher.
 
-The core (codec, PolicyClient, errors) imports without TensorFlow; RemotePolicy
-and load() need tf_agents and are imported on first use.
+The core (the `wire` layer, PolicyClient, VariablePublisher, the errors)
+imports without TensorFlow; RemotePolicy and load() need tf_agents and are
+imported on first use.
 """
 
-from policy_client import errors
-from policy_client.client import ActionResult, PolicyClient, PolicyInfo, make_channel
-from policy_client.errors import (CodecError, DeadlineExceededError, FailedPreconditionError,
-                                  InvalidArgumentError, PolicyGrpcError, PolicyNotFoundError,
-                                  RemoteError, ResourceExhaustedError, UnavailableError)
-from policy_client.specs import PolicySpecs
+from policy_client import wire
+from policy_client.channel import make_channel
+from policy_client.client import ActionResult, PolicyClient, PolicyInfo
+from policy_client.publisher import VariablePublisher
+from policy_client.wire.errors import (CodecError, DeadlineExceededError, FailedPreconditionError, InternalError,
+                                       InvalidArgumentError, PolicyGrpcError, PolicyNotFoundError, RemoteError,
+                                       ResourceExhaustedError, SpecMismatchError, UnavailableError)
+from policy_client.wire.registry import register_namedtuple
+from policy_client.wire.standins import PolicySpecs
 
 __all__ = [
-    "ActionResult", "CodecError", "DeadlineExceededError", "FailedPreconditionError",
+    "ActionResult", "CodecError", "DeadlineExceededError", "FailedPreconditionError", "InternalError",
     "InvalidArgumentError", "PolicyClient", "PolicyGrpcError", "PolicyInfo", "PolicyNotFoundError",
-    "PolicySpecs", "RemoteError", "RemotePolicy", "ResourceExhaustedError", "UnavailableError",
-    "errors", "load", "make_channel",
+    "PolicySpecs", "RemoteError", "RemotePolicy", "ResourceExhaustedError", "SpecMismatchError",
+    "UnavailableError", "VariablePublisher", "load", "make_channel", "register_namedtuple", "wire",
 ]
 
 

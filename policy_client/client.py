@@ -1,36 +1,23 @@
-"""The numpy-level client: a channel, its stubs and the action stream (no TensorFlow)."""
+"""PolicyClient: the numpy-level client (no TensorFlow): specs, initial state, actions."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
 import itertools
-import json
-import queue
 import threading
 import time
 from typing import Any, Sequence
 
 import grpc
 
-from policy_client import codec, errors
-from policy_client.generated import policy_service_pb2 as service_pb
-from policy_client.generated import policy_service_pb2_grpc as service_grpc
-from policy_client.specs import PolicySpecs
-
-DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_SERVICE = "tfa_policy_grpc.v1.PolicyService"
-# Unary calls wait for the channel to be ready and retry UNAVAILABLE, so a
-# restarting server is invisible to callers within their deadline.
-_SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{"service": _SERVICE}],
-        "waitForReady": True,
-        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-    }],
-})
+from policy_client import wire
+from policy_client.channel import DEFAULT_TIMEOUT, make_channel
+from policy_client.stream import ActionStream
+from policy_client.wire import errors, status
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+from policy_client.wire.standins import PolicySpecs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,131 +36,6 @@ class PolicyInfo:
     version: int
     backend: str
     stateful: bool
-
-
-def make_channel(address: str, *, credentials: grpc.ChannelCredentials | None = None,
-                 options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None) -> grpc.Channel:
-    """Opens a channel with this library's defaults (message sizes, retries).
-
-    Args:
-      address: a gRPC target: "host:port", "dns:///name:port" or
-        "ipv4:127.0.0.1:5001,127.0.0.1:5002".
-      credentials: channel credentials for TLS; None connects in plaintext.
-      options: extra channel options; they override the defaults.
-      load_balancing: e.g. "round_robin" to spread unary calls over every
-        address the target resolves to (each stream stays on one server).
-    """
-    merged = {"grpc.max_receive_message_length": DEFAULT_MAX_MESSAGE_BYTES,
-              "grpc.max_send_message_length": DEFAULT_MAX_MESSAGE_BYTES,
-              "grpc.service_config": _SERVICE_CONFIG, "grpc.enable_retries": 1}
-    if load_balancing:
-        merged["grpc.lb_policy_name"] = load_balancing
-    merged.update(dict(options))
-    items = list(merged.items())
-    return grpc.secure_channel(address, credentials, items) if credentials else grpc.insecure_channel(address, items)
-
-
-class _ActionStream:
-    """One bidi ActionStream shared by many threads; answers matched by request_id.
-
-    No reader thread: a caller waiting for its answer becomes the stream's
-    reader (leader/follower) and hands the answers of other callers over, so
-    a lone actor pays no extra thread switch per call. A watchdog cancels the
-    stream when a reader's deadline passes (next() cannot time out).
-    """
-
-    def __init__(self, stub: service_grpc.PolicyServiceStub):
-        self._requests: queue.SimpleQueue = queue.SimpleQueue()
-        self._cond = threading.Condition()
-        self._answers: dict[int, Any] = {}
-        self._deadlines: dict[int, float] = {}
-        self._reading = False
-        self._failure: Exception | None = None
-        self._call = stub.ActionStream(iter(self._requests.get, None), wait_for_ready=True)
-        self._watchdog = threading.Thread(target=self._watch, name="action-stream-watchdog", daemon=True)
-        self._watchdog.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._failure is None
-
-    def call(self, request: service_pb.ActionRequest, deadline: float) -> service_pb.ActionResponse:
-        """Sends `request` and returns its answer.
-
-        Raises:
-          DeadlineExceededError: no answer by `deadline` (time.monotonic()).
-          UnavailableError (or another RemoteError): the stream failed; the
-            request may be sent again on a new stream.
-        """
-        key = request.request_id
-        with self._cond:
-            if self._failure is not None:
-                raise self._failure
-            self._deadlines[key] = deadline
-        self._requests.put(request)
-        try:
-            with self._cond:
-                while True:
-                    if key in self._answers:
-                        return self._answers.pop(key)
-                    if self._failure is not None:
-                        raise self._failure
-                    if not self._reading:
-                        self._reading = True
-                        break
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise _deadline_error()
-                    self._cond.wait(remaining)
-            return self._read_until(key)
-        finally:
-            with self._cond:
-                self._deadlines.pop(key, None)
-
-    def _read_until(self, key: int) -> service_pb.ActionResponse:
-        """As the reader: reads answers, handing others over, until `key`'s arrives."""
-        try:
-            while True:
-                response = next(self._call)
-                with self._cond:
-                    if response.request_id == key:
-                        self._reading = False
-                        self._cond.notify_all()
-                        return response
-                    self._answers[response.request_id] = response
-                    self._cond.notify_all()
-        except (grpc.RpcError, StopIteration) as e:
-            expired = key in self._deadlines and self._deadlines[key] <= time.monotonic()
-            failure = errors.from_rpc_error(e) if isinstance(e, grpc.RpcError) else \
-                errors.UnavailableError("the action stream ended")
-            if isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.CANCELLED:
-                failure = errors.UnavailableError("the action stream was cancelled")
-            with self._cond:
-                self._failure = failure
-                self._reading = False
-                self._cond.notify_all()
-            raise (_deadline_error() if expired else failure) from e
-
-    def _watch(self) -> None:
-        while self._failure is None:
-            time.sleep(0.05)
-            with self._cond:
-                expired = self._reading and any(d <= time.monotonic() for d in self._deadlines.values())
-            if expired:
-                self._call.cancel()
-                return
-
-    def close(self) -> None:
-        with self._cond:
-            if self._failure is None:
-                self._failure = errors.UnavailableError("the action stream is closed")
-            self._cond.notify_all()
-        self._requests.put(None)
-        self._call.cancel()
-
-
-def _deadline_error() -> errors.DeadlineExceededError:
-    return errors.DeadlineExceededError("no answer within the call's deadline")
 
 
 class PolicyClient:
@@ -202,7 +64,7 @@ class PolicyClient:
                                      load_balancing=load_balancing)
         self._stub = service_grpc.PolicyServiceStub(self._channel)
         self._ids = itertools.count(1)
-        self._stream: _ActionStream | None = None
+        self._stream: ActionStream | None = None
         self._stream_lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
@@ -216,13 +78,13 @@ class PolicyClient:
     def get_specs(self) -> tuple[PolicySpecs, int]:
         """The policy's specs and current version."""
         response = self._unary(self._stub.GetSpecs, service_pb.GetSpecsRequest(policy=self.policy))
-        return codec.policy_specs_from_proto(response.specs), response.version
+        return wire.policy_specs_from_proto(response.specs), response.version
 
     def get_initial_state(self, batch_size: int | None = None) -> Any:
         """The policy's initial state for `batch_size` rows (None: unbatched)."""
         request = service_pb.GetInitialStateRequest(policy=self.policy, batch_size=batch_size or 0)
         response = self._unary(self._stub.GetInitialState, request)
-        return codec.nest_from_proto(response.state, copy=True)
+        return wire.nest_from_proto(response.state, copy=True)
 
     def stats(self) -> list[dict[str, Any]]:
         """Serving statistics of every policy (or of this client's policy if named)."""
@@ -239,8 +101,8 @@ class PolicyClient:
           CodecError: a value that cannot be encoded (the message names it).
         """
         request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids))
-        codec.write_time_step(request.time_step, time_step)
-        codec.write_nest(request.policy_state, policy_state if policy_state is not None else ())
+        wire.write_time_step(request.time_step, time_step)
+        wire.write_nest(request.policy_state, policy_state if policy_state is not None else ())
         if seed is not None:
             request.seed = int(seed)
         return request
@@ -283,7 +145,7 @@ class PolicyClient:
                     raise
                 time.sleep(0.05)
         if response.HasField("error"):
-            raise errors.from_status(_status_code(response.error.code), response.error.message)
+            raise status.from_status(response.error)
         return _decode(response)
 
     def close(self) -> None:
@@ -304,26 +166,19 @@ class PolicyClient:
 
     # -------------------------------------------------------------- internals
 
-    def _get_stream(self) -> _ActionStream:
+    def _get_stream(self) -> ActionStream:
         with self._stream_lock:
             if self._stream is None or not self._stream.alive:
-                self._stream = _ActionStream(self._stub)
+                self._stream = ActionStream(self._stub)
             return self._stream
 
     def _unary(self, method: Any, request: Any) -> Any:
         try:
             return method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            raise errors.from_rpc_error(e) from e
-
-
-_CODES = {code.value[0]: code for code in grpc.StatusCode}
-
-
-def _status_code(value: int) -> grpc.StatusCode:
-    return _CODES.get(value, grpc.StatusCode.UNKNOWN)
+            raise status.from_rpc_error(e) from e
 
 
 def _decode(response: service_pb.ActionResponse) -> ActionResult:
-    return ActionResult(codec.policy_step_from_proto(response.policy_step, copy=True), response.version)
+    return ActionResult(wire.policy_step_from_proto(response.policy_step, copy=True), response.version)
 

@@ -2,59 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Iterator, Sequence
 
 import grpc
 import numpy as np
+import tree
 
-from policy_client import codec, errors
-from policy_client.client import DEFAULT_TIMEOUT, make_channel
-from policy_client.generated import policy_service_pb2 as service_pb
-from policy_client.generated import policy_service_pb2_grpc as service_grpc
-
-DEFAULT_CHUNK_BYTES = 1 << 20
-_KERAS_NUMBER = re.compile(r"_\d+$")
-
-
-def normalize_variable_name(name: str) -> str:
-    """Drops what differs between processes: Keras numbering ("dense_3") and ":0"."""
-    name = name.split(":")[0]
-    return "/".join(_KERAS_NUMBER.sub("", part) for part in name.split("/"))
-
-
-def _flatten(nest: Any) -> list[Any]:
-    """Leaves of a nest of lists, tuples and dicts, in tf.nest order (sorted keys)."""
-    if isinstance(nest, dict):
-        return [leaf for key in sorted(nest) for leaf in _flatten(nest[key])]
-    if isinstance(nest, (list, tuple)):
-        return [leaf for item in nest for leaf in _flatten(item)]
-    return [nest]
+from policy_client.channel import DEFAULT_TIMEOUT, make_channel
+from policy_client.wire import status, tensors
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+from policy_client.wire.variables import DEFAULT_CHUNK_BYTES, variable_slices
 
 
 def _as_numpy(value: Any) -> np.ndarray:
     return np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-
-
-def variable_slices(values: Sequence[np.ndarray], names: Sequence[str],
-                    chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Iterator[list[service_pb.VariableSlice]]:
-    """Yields lists of VariableSlice holding at most about `chunk_bytes` bytes each."""
-    batch: list[service_pb.VariableSlice] = []
-    size = 0
-    for index, (value, name) in enumerate(zip(values, names)):
-        tensor = codec.array_to_proto(value)
-        content = tensor.content
-        offsets = range(0, max(len(content), 1), chunk_bytes)
-        for offset in offsets:
-            piece = content[offset:offset + chunk_bytes]
-            batch.append(service_pb.VariableSlice(index=index, name=name, dtype=tensor.dtype,
-                                                  shape=tensor.shape, offset=offset, content=piece))
-            size += len(piece) + 64
-            if size >= chunk_bytes:
-                yield batch
-                batch, size = [], 0
-    if batch:
-        yield batch
 
 
 class VariablePublisher:
@@ -96,7 +58,7 @@ class VariablePublisher:
           FailedPreconditionError: `version` is older than the one served.
           RemoteError: other failures (e.g. UnavailableError).
         """
-        leaves = _flatten(variables)
+        leaves = tree.flatten(variables)
         values = [_as_numpy(v) for v in leaves]
         names = [getattr(v, "name", "") for v in leaves]
         version = int(_as_numpy(version))
@@ -110,7 +72,7 @@ class VariablePublisher:
         try:
             response = self._stub.PushVariables(requests(), timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            raise errors.from_rpc_error(e) from e
+            raise status.from_rpc_error(e) from e
         return response.version
 
     def variables(self, include_values: bool = False) -> list[dict[str, Any]]:
@@ -119,10 +81,10 @@ class VariablePublisher:
         try:
             response = self._stub.GetVariables(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            raise errors.from_rpc_error(e) from e
+            raise status.from_rpc_error(e) from e
         return [{"index": v.index, "name": v.name, "shape": tuple(v.shape),
-                 "dtype": codec.dtype_from_proto(v.dtype),
-                 **({"value": codec.array_from_proto(v.value, copy=True)} if include_values else {})}
+                 "dtype": tensors.dtype_from_proto(v.dtype),
+                 **({"value": tensors.array_from_proto(v.value, copy=True)} if include_values else {})}
                 for v in response.variables]
 
     def close(self) -> None:

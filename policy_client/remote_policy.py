@@ -7,13 +7,17 @@ from typing import Any, Sequence
 
 import grpc
 import numpy as np
-import tensorflow as tf
+import tree
 from tf_agents.policies import py_policy
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
-from policy_client.client import DEFAULT_TIMEOUT, ActionResult, PolicyClient
-from policy_client.spec_check import SpecMismatchError, check_nest
+from policy_client.channel import DEFAULT_TIMEOUT
+from policy_client.client import ActionResult, PolicyClient
+from policy_client.wire import tf_agents_types
+from policy_client.wire.spec_check import SpecMismatchError, check_nest
+
+tf_agents_types.register()
 
 
 class RemotePolicy(py_policy.PyPolicy):
@@ -118,14 +122,14 @@ class RemotePolicy(py_policy.PyPolicy):
                 "RemotePolicy takes at most one outer dimension")
         outer = tuple(step_type_shape)
         check_nest(time_step, self.time_step_spec, outer_shape=outer, path="time_step")
-        if not tf.nest.flatten(self.policy_state_spec):
+        if not tree.flatten(self.policy_state_spec):
             return time_step, (), outer[0] if outer else 0, False
         policy_state = _as_arrays(self.policy_state_spec, policy_state, "policy_state")
         if not outer and _has_outer_dim_of_one(policy_state, self.policy_state_spec):
             # TF-Agents' convention for an unbatched time step with a state from
             # get_initial_state(1) (what PyDriver does): the step runs as a batch
             # of one, action and info come back unbatched, the state stays batched.
-            time_step = tf.nest.map_structure(lambda x: x[None], time_step)
+            time_step = tree.map_structure(lambda x: x[None], time_step)
             return time_step, policy_state, 1, True
         check_nest(policy_state, self.policy_state_spec, outer_shape=outer, path="policy_state")
         return time_step, policy_state, outer[0] if outer else 0, False
@@ -134,7 +138,7 @@ class RemotePolicy(py_policy.PyPolicy):
         self._last_version = result.version
         step = result.policy_step
         if unbatch:
-            first = lambda nest: tf.nest.map_structure(lambda x: x[0, ...], nest)  # noqa: E731
+            first = lambda nest: tree.map_structure(lambda x: x[0, ...], nest)  # noqa: E731
             step = step._replace(action=first(step.action), info=first(step.info))
         return step
 
@@ -158,7 +162,7 @@ def _has_outer_dim_of_one(state: Any, spec: Any) -> bool:
 def _as_arrays(spec: Any, value: Any, path: str) -> Any:
     """Leaves that are not numpy arrays (numbers, tensors) become arrays of the spec's dtype."""
     try:
-        return tf.nest.map_structure(
+        return tree.map_structure(
             lambda s, v: v if isinstance(v, np.ndarray) else np.asarray(v, dtype=s.dtype), spec, value)
     except (ValueError, TypeError) as e:
         raise type(e)(f"{path} does not match the policy's spec: {e}") from e

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 import collections.abc
-import threading
+import dataclasses
 from typing import Any, Sequence
 
 import numpy as np
+import tree
 
-from policy_client.specs import PolicySpecs
+from policy_client.wire.standins import PolicySpecs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +34,10 @@ class Backend(abc.ABC):
     one outer batch dimension (rows of many requests stacked together); when
     False it receives each request exactly as the client sent it.
 
-    `action` is only ever called from one thread at a time per backend (the
-    batcher's), and weight updates take the same lock, so a call never sees a
-    mix of two versions.
+    Every method is called from one thread only, the scheduler's worker,
+    between two batches; weight updates (`assign_variables`,
+    `load_checkpoint`, then `version`) too, so a call never sees a mix of two
+    versions and backends need no lock of their own.
     """
 
     kind: str = "backend"
@@ -46,7 +47,6 @@ class Backend(abc.ABC):
     def __init__(self, specs: PolicySpecs, version: int = 0):
         self.specs = specs
         self.version = int(version)
-        self.lock = threading.Lock()
 
     @abc.abstractmethod
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
@@ -62,8 +62,6 @@ class Backend(abc.ABC):
         Leaves are in tf.nest order of the specs; backends that can skip
         rebuilding the nests override this.
         """
-        import tree  # pylint: disable=import-outside-toplevel
-
         time_step, policy_state = tree.unflatten_as(
             (self.specs.time_step_spec, self.specs.policy_state_spec), leaves)
         return self.action(time_step, policy_state, seed)
@@ -80,24 +78,31 @@ class Backend(abc.ABC):
         """Current values of the variables, in variable_specs order."""
         return []
 
-    def set_variables(self, values: Sequence[np.ndarray], version: int) -> None:
-        """Replaces every variable and the version at once, between two batches.
+    def assign_variables(self, values: Sequence[np.ndarray]) -> None:
+        """Replaces every variable (values checked against variable_specs by the caller).
 
-        Values have been checked against variable_specs by the caller.
+        Raises:
+          NotImplementedError: the backend has no variables to update.
         """
-        with self.lock:
-            self._assign(values)
-            self.version = int(version)
-
-    def _assign(self, values: Sequence[np.ndarray]) -> None:
         raise NotImplementedError(f"the {self.kind} backend has no variables to update")
+
+    def load_checkpoint(self, path: str) -> None:
+        """Loads every variable from a PolicySaver checkpoint directory.
+
+        Raises:
+          NotImplementedError: the backend cannot read such checkpoints.
+        """
+        raise NotImplementedError(f"the {self.kind} backend cannot load PolicySaver checkpoints")
+
+    @property
+    def loads_checkpoints(self) -> bool:
+        """Whether `load_checkpoint` is implemented."""
+        return type(self).load_checkpoint is not Backend.load_checkpoint
 
 
 def to_numpy(nest: Any) -> Any:
-    """Converts every tensor leaf of a nest to numpy (leaves numpy untouched)."""
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
-    return tf.nest.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, nest)
+    """The nest in plain containers with every tensor leaf converted to numpy."""
+    return tree.map_structure(lambda t: t.numpy() if hasattr(t, "numpy") else t, plain_nest(nest))
 
 
 def plain_nest(nest: Any) -> Any:
@@ -105,6 +110,8 @@ def plain_nest(nest: Any) -> Any:
 
     Keras attribute tracking wraps dicts and lists held by layers and policies
     (`_DictWrapper`, `ListWrapper`); on the wire they are plain containers.
+    dm-tree rebuilds such wrappers as they are (and cannot rebuild some), so
+    this one walk stays.
     """
     nest = getattr(nest, "__wrapped__", nest)
     if isinstance(nest, tuple) and hasattr(type(nest), "_fields"):

@@ -1,15 +1,16 @@
-"""`policy-server`: serve SavedModel policies (or a built-in demo policy) over gRPC."""
+"""`policy-server`: serve TF-Agents policies over gRPC (SavedModels, or policies built by code)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import signal
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
-from policy_server.batching import BatchingConfig
+from policy_server.config import BatchingConfig, ServerConfig
 
 logger = logging.getLogger("policy_server")
 
@@ -18,10 +19,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     defaults = BatchingConfig()
     parser = argparse.ArgumentParser(
         prog="policy-server", description=__doc__,
-        epilog="With no --policy, serves built-in CartPole DQN policies created on the fly: 'cartpole' "
-               "(greedy) and 'cartpole_collect' (epsilon-greedy, epsilon 0.1).")
+        epilog="Give at least one --policy or --factory, or --demo. The first policy named is the default "
+               "one (for requests with an empty policy name).")
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=SAVED_MODEL_DIR",
                         help="a PolicySaver SavedModel to serve under NAME (repeatable)")
+    parser.add_argument("--factory", action="append", default=[], metavar="NAME=MODULE:CALLABLE",
+                        help="serve under NAME what CALLABLE() returns: a TFPolicy, PyTFEagerPolicy, PyPolicy or "
+                             "Backend (repeatable); MODULE must be importable")
+    parser.add_argument("--demo", action="store_true",
+                        help="serve the untrained CartPole DQN policies of examples/cartpole.py: 'cartpole' "
+                             "(greedy) and 'cartpole_collect' (epsilon-greedy); needs a source checkout")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
@@ -56,24 +63,49 @@ def batching_config(args: argparse.Namespace) -> BatchingConfig:
                           max_queue_size=args.max_queue_size, allowed_batch_sizes=sizes)
 
 
-def backend_sources(specs: Sequence[str]) -> dict:
-    """name -> function building the backend, for --policy flags (or the demo policy)."""
-    # Imported here so that `--help` answers without loading TensorFlow.
-    from policy_server import demo_policy, tf_backends  # pylint: disable=import-outside-toplevel
+DEMO_FACTORIES = ("cartpole=examples.cartpole:cartpole_q_policy",
+                  "cartpole_collect=examples.cartpole:cartpole_collect_policy")
 
-    if not specs:
-        logger.info("no --policy given: serving the built-in CartPole demo policies")
-        return {"cartpole": lambda: tf_backends.EagerBackend(demo_policy.cartpole_q_policy()),
-                "cartpole_collect": lambda: tf_backends.EagerBackend(demo_policy.cartpole_collect_policy())}
-    sources = {}
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name or not path:
-            raise SystemExit(f"--policy wants NAME=SAVED_MODEL_DIR, got {spec!r}")
+
+def backend_sources(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
+    """name -> function building the policy, from --policy, --factory and --demo (in that order).
+
+    Raises:
+      SystemExit: no policy at all, a malformed flag, or a name given twice.
+    """
+    sources: dict[str, Callable[[], Any]] = {}
+
+    def add(name: str, source: Callable[[], Any]) -> None:
         if name in sources:
-            raise SystemExit(f"--policy {name!r} is given twice")
-        sources[name] = lambda path=path: tf_backends.SavedModelBackend(path)
+            raise SystemExit(f"policy {name!r} is given twice")
+        sources[name] = source
+
+    for name, path in _pairs(args.policy, "--policy").items():
+        add(name, lambda path=path: path)  # a path: served as a SavedModel (tf_backends.backend_for)
+    for name, target in _pairs([*args.factory, *(DEMO_FACTORIES if args.demo else ())], "--factory").items():
+        add(name, _factory(target))
+    if not sources:
+        raise SystemExit("policy-server: nothing to serve; give --policy NAME=SAVED_MODEL_DIR, "
+                         "--factory NAME=MODULE:CALLABLE, or --demo")
     return sources
+
+
+def _factory(target: str) -> Callable[[], Any]:
+    """The callable MODULE:CALLABLE names (imported when the server loads its policies)."""
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"--factory wants NAME=MODULE:CALLABLE, got {target!r}")
+
+    def build() -> Any:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            hint = " (--demo needs a source checkout: run it from the repository root)" \
+                if module_name.startswith("examples") else ""
+            raise SystemExit(f"cannot import {module_name!r} for --factory: {e}{hint}") from None
+        return getattr(module, attr)()
+
+    return build
 
 
 def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
@@ -82,6 +114,8 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
         name, sep, target = value.partition("=")
         if not sep or not name or not target:
             raise SystemExit(f"{flag} wants NAME=VALUE, got {value!r}")
+        if name in pairs:
+            raise SystemExit(f"{flag} {name!r} is given twice")
         pairs[name] = target
     return pairs
 
@@ -89,12 +123,12 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
 async def serve(args: argparse.Namespace) -> None:
     from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
 
-    server = PolicyServer(backend_sources(args.policy), address=f"{args.host}:{args.port}",
-                          batching=batching_config(args), max_message_bytes=args.max_message_mb << 20,
-                          stats_interval=args.stats_interval,
+    config = ServerConfig(address=f"{args.host}:{args.port}", batching=batching_config(args),
+                          max_message_bytes=args.max_message_mb << 20, stats_interval=args.stats_interval,
                           follow_checkpoints=_pairs(args.follow_checkpoints, "--follow-checkpoints"),
                           follow_reverb=_pairs(args.follow_reverb, "--follow-reverb"),
                           follow_interval=args.follow_interval, reverb_table=args.reverb_table)
+    server = PolicyServer(backend_sources(args), config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))

@@ -1,4 +1,8 @@
-"""Follow a learner without pushes: PolicySaver checkpoints or a Reverb variable container."""
+"""Follow a learner without pushes: PolicySaver checkpoints or a Reverb variable container.
+
+Each follower polls its source and hands newer weights to the policy's
+WeightSwapper as a WeightUpdate, like a push.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,12 @@ import asyncio
 import logging
 import os
 import re
-from typing import Any
 
 import numpy as np
+import tree
 
-from policy_server import errors
-from policy_server.servicer import HostedPolicy
-from policy_server.variables import check_values
+from policy_client.wire import errors
+from policy_server.weights import WeightSwapper, WeightUpdate
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +37,15 @@ def latest_checkpoint(checkpoint_dir: str) -> tuple[int, str] | None:
     return max(found) if found else None
 
 
-class _Follower:
-    """Polls a source every `interval` seconds and swaps newer weights in between batches."""
+class Follower:
+    """Polls a source every `interval` seconds and applies newer weights.
 
-    def __init__(self, hosted: HostedPolicy, interval: float):
-        self.hosted = hosted
+    Subclasses implement `fetch`, which returns a WeightUpdate newer than
+    `current` (or None); it runs on a worker thread, never on the event loop.
+    """
+
+    def __init__(self, swapper: WeightSwapper, interval: float):
+        self.swapper = swapper
         self.interval = interval
 
     async def run(self) -> None:
@@ -46,50 +53,63 @@ class _Follower:
             try:
                 await self.poll_once()
             except Exception as e:  # pylint: disable=broad-except
-                logger.warning("%s for policy %r failed: %s", type(self).__name__, self.hosted.name, e)
+                logger.warning("%s for policy %r failed: %s", type(self).__name__, self.swapper.name, e)
             await asyncio.sleep(self.interval)
 
     async def poll_once(self) -> bool:
-        """Loads newer weights if there are any; returns whether it did."""
+        """Applies newer weights if the source has any; returns whether it did."""
+        current = self.swapper.backend.version
+        update = await asyncio.get_running_loop().run_in_executor(None, self.fetch, current)
+        if update is None or update.version <= current:
+            return False
+        try:
+            await self.swapper.apply(update)
+        except (errors.InvalidArgumentError, errors.FailedPreconditionError) as e:
+            logger.warning("ignoring %s for %r: %s", update.source, self.swapper.name, e.details)
+            return False
+        return True
+
+    def fetch(self, current: int) -> WeightUpdate | None:
         raise NotImplementedError
 
 
-class CheckpointFollower(_Follower):
+class CheckpointFollower(Follower):
     """Follows `policy_checkpoint_NNNNNNNNNN` directories (any tf.io.gfile path).
 
-    The policy must be a SavedModelBackend (e.g. `<root>/policies/collect_policy`);
-    its version becomes the checkpoint's train step.
+    The policy's backend must load PolicySaver checkpoints (a SavedModelBackend
+    of e.g. `<root>/policies/collect_policy`); its version becomes the
+    checkpoint's train step.
+
+    Raises:
+      ValueError: the backend cannot load checkpoints.
     """
 
-    def __init__(self, hosted: HostedPolicy, checkpoint_dir: str, interval: float = 5.0):
-        super().__init__(hosted, interval)
-        if not hasattr(hosted.backend, "update_from_checkpoint"):
-            raise ValueError(f"policy {hosted.name!r} ({hosted.backend.kind}) cannot load PolicySaver "
+    def __init__(self, swapper: WeightSwapper, checkpoint_dir: str, interval: float = 5.0):
+        super().__init__(swapper, interval)
+        if not swapper.backend.loads_checkpoints:
+            raise ValueError(f"policy {swapper.name!r} ({swapper.backend.kind}) cannot load PolicySaver "
                              "checkpoints; serve its SavedModel to follow a checkpoint directory")
         self.checkpoint_dir = checkpoint_dir
 
-    async def poll_once(self) -> bool:
-        loop = asyncio.get_running_loop()
-        found = await loop.run_in_executor(None, latest_checkpoint, self.checkpoint_dir)
-        if found is None or found[0] <= self.hosted.backend.version:
-            return False
+    def fetch(self, current: int) -> WeightUpdate | None:
+        found = latest_checkpoint(self.checkpoint_dir)
+        if found is None or found[0] <= current:
+            return None
         step, path = found
-        await self.hosted.batcher.run_exclusive(lambda: self.hosted.backend.update_from_checkpoint(path, step))
-        logger.info("policy %r now at version %d (checkpoint %s)", self.hosted.name, step, path)
-        return True
+        return WeightUpdate(version=step, source=f"checkpoint {path}", checkpoint=path)
 
 
-class ReverbFollower(_Follower):
+class ReverbFollower(Follower):
     """Follows a Reverb variable container as TF-Agents' distributed actors do.
 
     The learner pushes `{"policy_variables": policy.variables(), "train_step":
     train_step}` with `ReverbVariableContainer.push`; this pulls the newest
-    values and swaps them in when the train step is newer.
+    values and applies them when the train step is newer.
     """
 
-    def __init__(self, hosted: HostedPolicy, server_address: str, table: str | None = None,
+    def __init__(self, swapper: WeightSwapper, server_address: str, table: str | None = None,
                  interval: float = 1.0):
-        super().__init__(hosted, interval)
+        super().__init__(swapper, interval)
         from tf_agents.experimental.distributed import (  # pylint: disable=import-outside-toplevel
             reverb_variable_container as rvc)
 
@@ -100,36 +120,14 @@ class ReverbFollower(_Follower):
         self._client = reverb.Client(server_address)
         self._container = rvc.ReverbVariableContainer(server_address, table_names=[self.table])
 
-    def _pull(self) -> tuple[int, list[np.ndarray]] | None:
-        import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
+    def fetch(self, current: int) -> WeightUpdate | None:
         # pull() blocks until the table has an item; an empty table (no push
         # yet) must not hold a thread forever.
         if not self._client.server_info(timeout=10)[self.table].current_size:
             return None
         pulled = self._container.pull(self.table)
-        values = [np.asarray(v) for v in tf.nest.flatten(pulled[self._keys[0]])]
-        return int(np.asarray(pulled[self._keys[1]])), values
-
-    async def poll_once(self) -> bool:
-        loop = asyncio.get_running_loop()
-        pulled = await loop.run_in_executor(None, self._pull)
-        if pulled is None:
-            return False
-        step, values = pulled
-        backend = self.hosted.backend
-        if step <= backend.version:
-            return False
-        try:
-            check_values(backend.variable_specs(), values)
-        except errors.ServingError as e:
-            logger.warning("ignoring Reverb variables for %r: %s", self.hosted.name, e.message)
-            return False
-        await self.hosted.batcher.run_exclusive(lambda: backend.set_variables(values, step))
-        logger.info("policy %r now at version %d (Reverb table %r)", self.hosted.name, step, self.table)
-        return True
-
-
-def start_followers(followers: list[Any]) -> list[asyncio.Task]:
-    """Starts each follower's polling loop on the running event loop."""
-    return [asyncio.ensure_future(f.run()) for f in followers]
+        step = int(np.asarray(pulled[self._keys[1]]))
+        if step <= current:
+            return None
+        values = [np.asarray(v) for v in tree.flatten(pulled[self._keys[0]])]
+        return WeightUpdate(version=step, source=f"Reverb table {self.table!r}", values=values)

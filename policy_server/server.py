@@ -3,27 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
-from typing import Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from policy_client.generated import policy_service_pb2 as service_pb
+from policy_client.wire import SERVICE_NAME
+from policy_server import rpc
 from policy_server.backend import Backend
-from policy_server.batching import BatchingConfig
-from policy_server.servicer import HostedPolicy, PolicyServicer, Registry, add_to_server
+from policy_server.config import ServerConfig
+from policy_server.handlers import PolicyServicer, encode_step
+from policy_server.registry import HostedPolicy, Registry
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = service_pb.DESCRIPTOR.services_by_name["PolicyService"].full_name
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# A backend, or a function that builds one (run after the port is open, so
-# health checks see NOT_SERVING while slow policies load).
-BackendSource = Union[Backend, Callable[[], Backend]]
+# A backend, or a function that builds one (or a policy, see
+# tf_backends.backend_for); functions run after the port is open, so health
+# checks see NOT_SERVING while slow policies load.
+BackendSource = Union[Backend, Callable[[], Any]]
 
 
 class PolicyServer:
@@ -34,37 +36,26 @@ class PolicyServer:
     calls for a policy still loading get FAILED_PRECONDITION.
 
     Args:
-      policies: name -> backend, or name -> function building the backend
-        (called on a worker thread after the port is open); the first is the
-        default policy.
-      address: "host:port" to bind; port 0 picks a free port.
-      batching: batching settings for every policy.
-      max_message_bytes: largest request or response accepted.
-      stats_interval: seconds between stats lines in the log (0: never).
-      credentials: server credentials for TLS; None serves plaintext.
-      follow_checkpoints: policy name -> PolicySaver checkpoint directory
-        (`<root>/policies/checkpoints`) to follow.
-      follow_reverb: policy name -> Reverb server address holding a
-        ReverbVariableContainer table to follow.
-      follow_interval: seconds between polls of followed sources.
-      reverb_table: the variable container's table name (default "variables").
+      policies: name -> backend, or name -> function building the backend or
+        the policy (called on a worker thread after the port is open); the
+        first is the default policy.
+      config: how the server runs (address, batching, limits, followers).
+
+    Raises:
+      ValueError: no policies, or followers of policies it does not host.
     """
 
-    def __init__(self, policies: Mapping[str, BackendSource], *, address: str = "127.0.0.1:0",
-                 batching: BatchingConfig = BatchingConfig(), max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 stats_interval: float = 0.0, credentials: grpc.ServerCredentials | None = None,
-                 follow_checkpoints: Mapping[str, str] | None = None, follow_reverb: Mapping[str, str] | None = None,
-                 follow_interval: float = 2.0, reverb_table: str | None = None):
+    def __init__(self, policies: Mapping[str, BackendSource], config: ServerConfig = ServerConfig()):
         if not policies:
             raise ValueError("a server needs at least one policy")
+        unknown = config.followed - set(policies)
+        if unknown:
+            raise ValueError(f"cannot follow unknown policies {sorted(unknown)}")
         self._policies = dict(policies)
-        self._address = address
-        self._batching = batching
-        self._options = [("grpc.max_receive_message_length", max_message_bytes),
-                         ("grpc.max_send_message_length", max_message_bytes),
+        self.config = config
+        self._options = [("grpc.max_receive_message_length", config.max_message_bytes),
+                         ("grpc.max_send_message_length", config.max_message_bytes),
                          ("grpc.so_reuseport", 0)]
-        self._stats_interval = stats_interval
-        self._credentials = credentials
         self.registry = Registry()
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
@@ -73,10 +64,6 @@ class PolicyServer:
         self._stopping = False
         self._servicer: PolicyServicer | None = None
         self._loaded: asyncio.Future | None = None
-        self._follow = (dict(follow_checkpoints or {}), dict(follow_reverb or {}), follow_interval, reverb_table)
-        unknown = (set(self._follow[0]) | set(self._follow[1])) - set(self._policies)
-        if unknown:
-            raise ValueError(f"cannot follow unknown policies {sorted(unknown)}")
         self.followers: list = []
         self._follower_tasks: list[asyncio.Task] = []
         self.port = 0
@@ -93,20 +80,21 @@ class PolicyServer:
         """
         self._server = grpc.aio.server(options=self._options)
         self._servicer = PolicyServicer(self.registry)
-        add_to_server(self._servicer, self._server)
+        rpc.add_to_server(self._servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self._server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self._credentials is None:
-            self.port = self._server.add_insecure_port(self._address)
+        address = self.config.address
+        if self.config.credentials is None:
+            self.port = self._server.add_insecure_port(address)
         else:
-            self.port = self._server.add_secure_port(self._address, self._credentials)
+            self.port = self._server.add_secure_port(address, self.config.credentials)
         if not self.port:
-            raise OSError(f"cannot bind {self._address}")
+            raise OSError(f"cannot bind {address}")
         await self._server.start()
-        logger.info("listening on %s:%d", self._address.rsplit(":", 1)[0], self.port)
+        logger.info("listening on %s", self.bound_address)
         self.registry.expect(self._policies)
         self._loaded = asyncio.ensure_future(self._load())
         if wait_until_loaded:
@@ -122,30 +110,39 @@ class PolicyServer:
         assert self._loaded is not None, "start() first"
         await asyncio.shield(self._loaded)
 
+    @property
+    def bound_address(self) -> str:
+        """The address clients reach: "host:port" with the bound port, or "unix:PATH"."""
+        address = self.config.address
+        if address.startswith("unix:"):
+            return address
+        return f"{address.rsplit(':', 1)[0]}:{self.port}"
+
     async def _load(self) -> None:
         loop = asyncio.get_running_loop()
         for name, source in self._policies.items():
-            backend = source if isinstance(source, Backend) else await loop.run_in_executor(None, source)
-            hosted = HostedPolicy.create(name, backend, self._batching)
-            hosted.batcher.start()
+            backend = source if isinstance(source, Backend) else await loop.run_in_executor(None, _build, source)
+            hosted = HostedPolicy.create(name, backend, self.config.batching, postprocess=encode_step)
+            hosted.scheduler.start()
             self.registry.add(hosted)
             logger.info("serving policy %r (%s, version %d)", name, backend.kind, backend.version)
         self._start_followers()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
-        if self._stats_interval > 0:
+        if self.config.stats_interval > 0:
             self._stats_task = asyncio.ensure_future(self._log_stats())
 
     def _start_followers(self) -> None:
-        checkpoints, reverb, interval, table = self._follow
-        if not checkpoints and not reverb:
+        config = self.config
+        if not config.followed:
             return
         from policy_server import follow  # pylint: disable=import-outside-toplevel
 
-        self.followers = [follow.CheckpointFollower(self.registry.get(name), path, interval)
-                          for name, path in checkpoints.items()]
-        self.followers += [follow.ReverbFollower(self.registry.get(name), address, table, interval)
-                           for name, address in reverb.items()]
-        self._follower_tasks = follow.start_followers(self.followers)
+        self.followers = [follow.CheckpointFollower(self.registry.get(name).weights, path, config.follow_interval)
+                          for name, path in config.follow_checkpoints.items()]
+        self.followers += [follow.ReverbFollower(self.registry.get(name).weights, address, config.reverb_table,
+                                                 config.follow_interval)
+                           for name, address in config.follow_reverb.items()]
+        self._follower_tasks = [asyncio.ensure_future(f.run()) for f in self.followers]
 
     @property
     def stopping(self) -> bool:
@@ -166,7 +163,7 @@ class PolicyServer:
         # Refuse new requests first, so that a client seeing NOT_SERVING knows
         # that what it sends now is refused.
         for hosted in self.registry:
-            hosted.batcher.stop_accepting()
+            hosted.scheduler.stop_accepting()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         if self._loaded is not None and not self._loaded.done():
             self._loaded.cancel()
@@ -174,7 +171,7 @@ class PolicyServer:
             self._stats_task.cancel()
         for task in self._follower_tasks:
             task.cancel()
-        await asyncio.gather(*(h.batcher.close() for h in self.registry))
+        await asyncio.gather(*(h.scheduler.close() for h in self.registry))
         # Every accepted request is answered: open action streams need not
         # hold the shutdown for the grace period.
         if self._servicer is not None:
@@ -193,35 +190,43 @@ class PolicyServer:
 
     async def _log_stats(self) -> None:
         while True:
-            await asyncio.sleep(self._stats_interval)
+            await asyncio.sleep(self.config.stats_interval)
             self._log_stats_once()
 
     def _log_stats_once(self) -> None:
         for hosted in self.registry:
             logger.info("policy %r v%d: %s queue=%d", hosted.name, hosted.backend.version,
-                        hosted.stats.snapshot().summary(), hosted.batcher.queue_depth)
+                        hosted.stats.snapshot().summary(), hosted.scheduler.queue_depth)
 
 
 class BackgroundServer:
     """Runs a PolicyServer on its own event loop thread (for tests and embedding).
 
     Example:
-      with BackgroundServer({"cartpole": backend}) as server:
-          client = PolicyClient(f"127.0.0.1:{server.port}")
+      with BackgroundServer({"cartpole": backend}, batching=BatchingConfig(max_batch_size=32)) as server:
+          client = PolicyClient(server.address)
+
+    Args:
+      policies: as for PolicyServer.
+      config: as for PolicyServer.
+      wait_until_loaded: return once every policy is loaded (else once the
+        port is open).
+      **overrides: ServerConfig fields replacing those of `config`.
     """
 
-    def __init__(self, policies: Mapping[str, BackendSource], **kwargs):
+    def __init__(self, policies: Mapping[str, BackendSource], config: ServerConfig = ServerConfig(), *,
+                 wait_until_loaded: bool = True, **overrides: Any):
+        config = dataclasses.replace(config, **overrides)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="policy-server", daemon=True)
         self._thread.start()
-        wait = kwargs.pop("wait_until_loaded", True)
-        self.server: PolicyServer = self._call(self._make(policies, kwargs))
-        self.port = self._call(self.server.start(wait_until_loaded=wait))
-        self.address = f"127.0.0.1:{self.port}"
+        self.server: PolicyServer = self._call(self._make(policies, config))
+        self.port = self._call(self.server.start(wait_until_loaded=wait_until_loaded))
+        self.address = self.server.bound_address
 
     @staticmethod
-    async def _make(policies: Mapping[str, BackendSource], kwargs: dict) -> PolicyServer:
-        return PolicyServer(policies, **kwargs)
+    async def _make(policies: Mapping[str, BackendSource], config: ServerConfig) -> PolicyServer:
+        return PolicyServer(policies, config)
 
     def _call(self, coro, timeout: float | None = 120.0):
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
@@ -243,3 +248,13 @@ class BackgroundServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _build(source: Callable[[], Any]) -> Backend:
+    """Worker thread: calls a policy source and wraps what it returns in a backend."""
+    built = source()
+    if isinstance(built, Backend):
+        return built
+    from policy_server.tf_backends import backend_for  # pylint: disable=import-outside-toplevel
+
+    return backend_for(built)

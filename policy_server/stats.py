@@ -57,6 +57,11 @@ class PolicyStats:
             self._waits.extend(waits_s)
             self._inference.append(inference_s)
 
+    def record_requests(self, count: int) -> None:
+        """Counts requests answered across several batches (split requests)."""
+        with self._lock:
+            self._requests += count
+
     def record_error(self, count: int = 1) -> None:
         with self._lock:
             self._errors += count

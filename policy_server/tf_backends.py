@@ -1,4 +1,8 @@
-"""Backends for TensorFlow policies: eager, PolicySaver SavedModel, PyTFPolicy graph."""
+"""Backends for TensorFlow policies: eager, PolicySaver SavedModel, PyTFPolicy graph.
+
+Numpy values are walked with dm-tree, like everywhere else; tf.nest only walks
+TensorFlow's own structures (TensorSpecs, placeholders, variables).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +10,15 @@ import os
 from typing import Any
 
 import numpy as np
-
 import tensorflow as tf
-from tf_agents.policies import policy_saver, py_tf_eager_policy, py_tf_policy, tf_policy
+import tree
+from tf_agents.policies import policy_saver, py_policy, py_tf_eager_policy, py_tf_policy, tf_policy
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step as ps_lib
 from tf_agents.utils import common
 
-from policy_client.specs import PolicySpecs
-from policy_server.backend import Backend, UnsupportedSeedError, VariableSpec, specs_of, to_numpy
+from policy_client.wire.standins import PolicySpecs
+from policy_server.backend import Backend, PyPolicyBackend, UnsupportedSeedError, VariableSpec, specs_of, to_numpy
 
 
 def _batched_signature(spec: Any) -> Any:
@@ -43,7 +47,7 @@ class _FlatCall:
     def __call__(self, time_step: Any, policy_state: Any) -> Any:
         if self._flat is None:
             return self._concrete(time_step, policy_state)
-        return self.call_flat(tf.nest.flatten((time_step, policy_state)))
+        return self.call_flat(tree.flatten((time_step, policy_state)))
 
     def call_flat(self, leaves: list[np.ndarray]) -> Any:
         """Calls with the inputs' leaves in tf.nest order (time_step, then policy_state)."""
@@ -73,7 +77,7 @@ class _EagerVariables:
     def variable_values(self) -> list[np.ndarray]:
         return [v.numpy() for v in self._variables]
 
-    def _assign(self, values) -> None:
+    def assign_variables(self, values) -> None:
         for variable, value in zip(self._variables, values):
             variable.assign(value)
 
@@ -152,7 +156,8 @@ class SavedModelBackend(_EagerVariables, Backend):
             policy_state_spec=arrays(loaded["policy_state_spec"]), info_spec=arrays(loaded["info_spec"]),
             collect_data_spec=arrays(loaded["collect_data_spec"]))
         super().__init__(specs, int(self.policy.get_train_step().numpy()))
-        self._variables = list(self.policy.model_variables)
+        # A policy without variables (e.g. RandomTFPolicy) is saved without the attribute.
+        self._variables = list(getattr(self.policy, "model_variables", ()))
         signature = (_batched_signature(loaded["time_step_spec"]), _batched_signature(loaded["policy_state_spec"]))
         try:
             self._action_fn = _FlatCall(self.policy.action, *signature)
@@ -170,20 +175,17 @@ class SavedModelBackend(_EagerVariables, Backend):
         # rows): ask for one row and drop the dimension for an unbatched state.
         state = to_numpy(self.policy.get_initial_state(batch_size or 1))
         if not batch_size:
-            state = tf.nest.map_structure(lambda s: s[0], state)
+            state = tree.map_structure(lambda s: s[0], state)
         return state
 
-    def update_from_checkpoint(self, checkpoint_path: str, version: int) -> None:
-        """Loads a PolicySaver checkpoint (`<path>/variables/variables`) between two batches.
+    def load_checkpoint(self, path: str) -> None:
+        """Loads a PolicySaver checkpoint (`<path>/variables/variables`).
 
         As SavedModelPyTFEagerPolicy.update_from_checkpoint: every variable of
         the policy must be in the checkpoint; extra ones are ignored.
         """
-        prefix = os.path.join(checkpoint_path, tf.saved_model.VARIABLES_DIRECTORY,
-                              tf.saved_model.VARIABLES_FILENAME)
-        with self.lock:
-            self._checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
-            self.version = int(version)
+        prefix = os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME)
+        self._checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
 
 
 class GraphBackend(Backend):
@@ -236,8 +238,8 @@ class GraphBackend(Backend):
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         if seed is not None:
             raise UnsupportedSeedError("`seed` is passed to the class as an argument.")
-        feed = dict(zip(tf.nest.flatten(self._time_step), tf.nest.flatten(time_step)))
-        feed.update(zip(tf.nest.flatten(self._state), tf.nest.flatten(policy_state)))
+        feed = dict(zip(tf.nest.flatten(self._time_step), tree.flatten(time_step)))
+        feed.update(zip(tf.nest.flatten(self._state), tree.flatten(policy_state)))
         return ps_lib.PolicyStep(*self.session.run(self._step, feed))
 
     def variable_specs(self) -> list[VariableSpec]:
@@ -246,13 +248,38 @@ class GraphBackend(Backend):
     def variable_values(self) -> list[np.ndarray]:
         return self.session.run(self._variables)
 
-    def _assign(self, values) -> None:
+    def assign_variables(self, values) -> None:
         self.session.run(self._assign_op, dict(zip(self._feeds, values)))
 
     def initial_state(self, batch_size: int | None) -> Any:
-        if not tf.nest.flatten(self.specs.policy_state_spec):
+        if not tree.flatten(self.specs.policy_state_spec):
             return ()
         state = self.session.run(self._initial_state, {self._batch_size: batch_size or 1})
         if batch_size is None:
-            state = tf.nest.map_structure(lambda s: s[0], state)
+            state = tree.map_structure(lambda s: s[0], state)
         return state
+
+
+def backend_for(policy: Any) -> Backend:
+    """The backend that hosts `policy` as it is.
+
+    A Backend is itself; a TFPolicy or PyTFEagerPolicy runs on EagerBackend; a
+    string is a PolicySaver SavedModel directory; any other PyPolicy runs on
+    PyPolicyBackend, called once per request.
+
+    Raises:
+      TypeError: a graph-mode PyTFPolicy (build a GraphBackend with its graph)
+        or something that is not a policy.
+    """
+    if isinstance(policy, Backend):
+        return policy
+    if isinstance(policy, str):
+        return SavedModelBackend(policy)
+    if isinstance(policy, (tf_policy.TFPolicy, py_tf_eager_policy.PyTFEagerPolicyBase)):
+        return EagerBackend(policy)
+    if isinstance(policy, py_tf_policy.PyTFPolicy):
+        raise TypeError("a graph-mode PyTFPolicy needs its graph: serve GraphBackend(policy, graph, policy_dir=...)")
+    if isinstance(policy, py_policy.PyPolicy):
+        return PyPolicyBackend(policy)
+    raise TypeError(f"cannot serve a {type(policy).__name__}: expected a Backend, a TFPolicy, a PyPolicy "
+                    "or a SavedModel path")

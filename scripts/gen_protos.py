@@ -1,4 +1,4 @@
-"""Regenerates policy_client/generated/ from protos/ (or checks it is fresh).
+"""Regenerates policy_client/wire/generated/ from protos/ (or checks it is fresh).
 
 Usage:
     python scripts/gen_protos.py          # regenerate
@@ -18,10 +18,13 @@ import grpc_tools
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO_PACKAGE_DIR = pathlib.Path("tfa_policy_grpc") / "v1"
-OUT_DIR = ROOT / "policy_client" / "generated"
+OUT_DIR = ROOT / "policy_client" / "wire" / "generated"
 INIT = '"""Generated protobuf and gRPC code for tfa_policy_grpc.v1: do not edit.\n\nRegenerate with `make proto` from the files in protos/.\n"""\n'
 # protoc writes absolute imports (`from tfa_policy_grpc.v1 import x_pb2`);
-# the generated package is nested in policy_client, so they become relative.
+# the generated package is nested in policy_client.wire, so they become
+# relative. Imports of google/rpc/*.proto stay absolute: Python takes those
+# modules from googleapis-common-protos (protos/google/ is a verbatim copy of
+# the same files, for code generators in other languages).
 _IMPORT = re.compile(r"^from tfa_policy_grpc\.v1 import ", re.MULTILINE)
 
 

@@ -8,9 +8,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from policy_server.batching import BatchingConfig  # noqa: E402
+from policy_server.config import BatchingConfig  # noqa: E402
 from policy_server.server import BackgroundServer  # noqa: E402
-from tests.fakes import EchoBackend  # noqa: E402
+from tests.support.fakes import EchoBackend  # noqa: E402
 
 
 @pytest.fixture
@@ -29,6 +29,6 @@ def echo_server(echo_backend):
 @pytest.fixture(scope="session")
 def cartpole_tf_policy():
     """The demo CartPole QPolicy (64x64 MLP, fixed seed)."""
-    from policy_server.demo_policy import cartpole_q_policy  # pylint: disable=import-outside-toplevel
+    from examples.cartpole import cartpole_q_policy  # pylint: disable=import-outside-toplevel
 
     return cartpole_q_policy(seed=0)

@@ -1,4 +1,4 @@
-"""Round-trip properties and malformed-input tests of policy_client.codec."""
+"""Round-trip properties and malformed-input tests of policy_client.wire."""
 
 from __future__ import annotations
 
@@ -17,17 +17,20 @@ from google.protobuf import message as pb_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# Imported on purpose: with tf_agents loaded, the codec decodes into its classes.
+# With TF-Agents' classes registered (tf_agents_types.register), the codec decodes into them.
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import policy_step as tfa_policy_step
 from tf_agents.trajectories import time_step as tfa_time_step
 from tf_agents.trajectories import trajectory as tfa_trajectory
 
-from policy_client import codec
-from policy_client import specs as light
-from policy_client.errors import CodecError
-from policy_client.generated import policy_service_pb2 as service_pb
-from policy_client.generated import types_pb2 as pb
+from policy_client import wire
+from policy_client.wire import standins as light
+from policy_client.wire.errors import CodecError
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import types_pb2 as pb
+from policy_client.wire import tf_agents_types
+
+tf_agents_types.register()
 
 # The strategies below are large; hypothesis warns when it prints them.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
@@ -41,9 +44,11 @@ FLOAT_DTYPES = [np.dtype(d) for d in ("<f2", "<f4", "<f8")]
 NUMERIC_DTYPES = [np.dtype(np.bool_), *INT_DTYPES, *FLOAT_DTYPES, BFLOAT16]
 _UINT_OF_SIZE = {2: np.dtype("<u2"), 4: np.dtype("<u4"), 8: np.dtype("<u8")}
 
-# Module-level named tuples: importable, so they must come back as these very classes.
+# Registered named tuples: they must come back as these very classes.
 Point = collections.namedtuple("Point", ["x", "y"])
 Triple = collections.namedtuple("Triple", "a b c")
+# Not registered: it comes back as a made-up class with the same name and fields.
+Unregistered = collections.namedtuple("Unregistered", ["u", "v"])
 
 
 class Holder:
@@ -54,6 +59,10 @@ class Holder:
 
         left: typing.Any
         right: typing.Any
+
+
+for _cls in (Point, Triple, Holder.Inner):
+    wire.register_namedtuple(_cls)
 
 
 # ----------------------------------------------------------------- helpers
@@ -84,12 +93,10 @@ def assert_array_identical(expected: typing.Any, actual: typing.Any, path: str =
         assert actual.tobytes() == expected.tobytes(), f"{path}: {actual!r} != {expected!r}"
 
 
-def _is_importable(cls: type) -> bool:
-    """Whether `cls` is what its module and qualified name resolve to."""
-    obj: typing.Any = sys.modules.get(cls.__module__)
-    for attr in cls.__qualname__.split("."):
-        obj = getattr(obj, attr, None)
-    return obj is cls
+def _is_registered(cls: type) -> bool:
+    """Whether the codec decodes `cls`'s wire name into `cls` itself."""
+    name = wire.REGISTRY.wire_name(cls)
+    return wire.REGISTRY.namedtuple_class(name, tuple(cls._fields)) is cls
 
 
 def assert_spec_identical(expected: typing.Any, actual: typing.Any, path: str = "root") -> None:
@@ -129,7 +136,7 @@ def assert_nest_identical(expected: typing.Any, actual: typing.Any, path: str = 
         assert actual is None, f"{path}: {actual!r} is not None"
     elif isinstance(expected, tuple) and hasattr(type(expected), "_fields"):
         cls = type(expected)
-        if _is_importable(cls):
+        if _is_registered(cls):
             assert type(actual) is cls, f"{path}: {type(actual)} is not {cls}"
         else:
             assert isinstance(actual, tuple), f"{path}: {type(actual)} is not a tuple"
@@ -158,14 +165,14 @@ def assert_nest_identical(expected: typing.Any, actual: typing.Any, path: str = 
 
 def nest_round_trip(value: typing.Any, copy: bool = False) -> typing.Any:
     """Encodes, serializes, parses and decodes a nest."""
-    data = codec.nest_to_proto(value).SerializeToString()
-    return codec.nest_from_proto(pb.Nest.FromString(data), copy=copy)
+    data = wire.nest_to_proto(value).SerializeToString()
+    return wire.nest_from_proto(pb.Nest.FromString(data), copy=copy)
 
 
 def array_round_trip(value: typing.Any, copy: bool = False) -> np.ndarray:
     """Encodes, serializes, parses and decodes an array."""
-    data = codec.array_to_proto(value).SerializeToString()
-    return codec.array_from_proto(pb.Tensor.FromString(data), copy=copy)
+    data = wire.array_to_proto(value).SerializeToString()
+    return wire.array_from_proto(pb.Tensor.FromString(data), copy=copy)
 
 
 # ----------------------------------------------------------------- strategies
@@ -370,7 +377,7 @@ def test_str_in_object_array_decodes_as_utf8_bytes() -> None:
 
 def test_bool_with_stray_bytes_is_normalized() -> None:
     array = np.array([0, 1, 2, 255], dtype=np.uint8).view(np.bool_)
-    assert codec.array_to_proto(array).content == b"\x00\x01\x01\x01"
+    assert wire.array_to_proto(array).content == b"\x00\x01\x01\x01"
     assert array_round_trip(array).tolist() == [False, True, True, True]
 
 
@@ -384,24 +391,24 @@ def test_fixed_width_strings_keep_width_and_trailing_bytes() -> None:
 @PROPERTY
 @given(numeric_arrays())
 def test_decoding_is_zero_copy_unless_copy(array: np.ndarray) -> None:
-    msg = pb.Tensor.FromString(codec.array_to_proto(array).SerializeToString())
-    view = codec.array_from_proto(msg)
+    msg = pb.Tensor.FromString(wire.array_to_proto(array).SerializeToString())
+    view = wire.array_from_proto(msg)
     assert view.base is not None and not view.flags.owndata
     assert not view.flags.writeable
-    owned = codec.array_from_proto(msg, copy=True)
+    owned = wire.array_from_proto(msg, copy=True)
     assert owned.flags.writeable and owned.flags.owndata
     assert_nest_identical(array, view)
     assert_nest_identical(array, owned)
     if owned.size:
         owned.reshape(-1).view(np.uint8)[0] ^= 0xFF
-        assert_nest_identical(array, codec.array_from_proto(msg))
+        assert_nest_identical(array, wire.array_from_proto(msg))
 
 
 def test_nest_copy_flag_reaches_every_leaf() -> None:
     value = {"a": np.arange(3, dtype=np.float32), "b": [np.ones((2, 2), np.int8)]}
-    msg = codec.nest_to_proto(value)
-    views = codec.nest_from_proto(msg)
-    copies = codec.nest_from_proto(msg, copy=True)
+    msg = wire.nest_to_proto(value)
+    views = wire.nest_from_proto(msg)
+    copies = wire.nest_from_proto(msg, copy=True)
     assert not views["a"].flags.writeable and not views["b"][0].flags.writeable
     assert copies["a"].flags.writeable and copies["b"][0].flags.writeable
 
@@ -416,7 +423,7 @@ def test_nest_round_trip_keeps_container_types(value: typing.Any) -> None:
 
 
 def test_nest_containers_by_hand() -> None:
-    Local = collections.namedtuple("Local", ["p", "q"])  # Not importable from its module.
+    Local = collections.namedtuple("Local", ["p", "q"])  # Not registered.
     value = collections.OrderedDict([
         ("z", [(), None, {}, []]),
         ("a", Point(x=np.float32(1), y=(np.int8(2),))),
@@ -432,18 +439,18 @@ def test_nest_containers_by_hand() -> None:
 
 
 def test_plain_dicts_travel_sorted_ordered_dicts_in_their_order() -> None:
-    plain = codec.nest_to_proto({"b": None, "a": None, "c": None})
+    plain = wire.nest_to_proto({"b": None, "a": None, "c": None})
     assert [e.key for e in plain.dict.entries] == ["a", "b", "c"] and not plain.dict.ordered
-    ordered = codec.nest_to_proto(collections.OrderedDict([("b", None), ("a", None)]))
+    ordered = wire.nest_to_proto(collections.OrderedDict([("b", None), ("a", None)]))
     assert [e.key for e in ordered.dict.entries] == ["b", "a"] and ordered.dict.ordered
 
 
 def test_named_tuple_wire_names() -> None:
-    assert codec.nest_to_proto(Point(None, None)).named_tuple.type_name == f"{__name__}.Point"
-    assert (codec.nest_to_proto(Holder.Inner(None, None)).named_tuple.type_name
+    assert wire.nest_to_proto(Point(None, None)).named_tuple.type_name == f"{__name__}.Point"
+    assert (wire.nest_to_proto(Holder.Inner(None, None)).named_tuple.type_name
             == f"{__name__}.Holder.Inner")
     step = light.TimeStep(None, None, None, None)
-    assert (codec.nest_to_proto(step).named_tuple.type_name
+    assert (wire.nest_to_proto(step).named_tuple.type_name
             == "tf_agents.trajectories.time_step.TimeStep")
 
 
@@ -462,7 +469,7 @@ def test_leaf_hook_sees_leaves_only() -> None:
         return np.asarray(leaf, dtype=np.float32) if isinstance(leaf, float) else leaf
 
     value = {"a": [1.5, (None, 2.5)], "b": Point(x=np.int8(1), y=())}
-    decoded = codec.nest_from_proto(codec.nest_to_proto(value, leaf=hook))
+    decoded = wire.nest_from_proto(wire.nest_to_proto(value, leaf=hook))
     assert sorted(map(repr, seen)) == sorted(map(repr, [1.5, 2.5, np.int8(1)]))
     assert decoded["a"][0].dtype == np.float32 and decoded["a"][1][0] is None
 
@@ -473,9 +480,9 @@ def test_leaf_hook_sees_leaves_only() -> None:
 @PROPERTY
 @given(any_specs)
 def test_spec_round_trip(spec: array_spec.ArraySpec) -> None:
-    msg = pb.ArraySpec.FromString(codec.spec_to_proto(spec).SerializeToString())
+    msg = pb.ArraySpec.FromString(wire.spec_to_proto(spec).SerializeToString())
     assert msg.HasField("bounds") == isinstance(spec, array_spec.BoundedArraySpec)
-    assert_nest_identical(spec, codec.spec_from_proto(msg))
+    assert_nest_identical(spec, wire.spec_from_proto(msg))
 
 
 @PROPERTY
@@ -486,17 +493,17 @@ def test_spec_nest_round_trip(value: typing.Any) -> None:
 
 def test_spec_edge_cases() -> None:
     # An empty name is how the wire says "no name".
-    assert codec.spec_from_proto(codec.spec_to_proto(array_spec.ArraySpec((), np.int32, ""))).name is None
+    assert wire.spec_from_proto(wire.spec_to_proto(array_spec.ArraySpec((), np.int32, ""))).name is None
     # TF-Agents accepts any broadcastable bound; the wire carries scalar or full shape.
     spec = array_spec.BoundedArraySpec((2, 3), np.int64, minimum=[[0, 1, 2]], maximum=9)
-    msg = codec.spec_to_proto(spec)
+    msg = wire.spec_to_proto(spec)
     assert list(msg.bounds.minimum.shape) == [2, 3] and list(msg.bounds.maximum.shape) == []
-    decoded = codec.spec_from_proto(msg)
+    decoded = wire.spec_from_proto(msg)
     assert decoded == spec and spec == decoded
     assert decoded.minimum.tolist() == [[0, 1, 2], [0, 1, 2]]
     # Infinite float bounds: TF-Agents keeps the dtype's finite extremes.
     spec = array_spec.BoundedArraySpec((2,), np.float32, minimum=-np.inf, maximum=np.inf)
-    assert_nest_identical(spec, codec.spec_from_proto(codec.spec_to_proto(spec)))
+    assert_nest_identical(spec, wire.spec_from_proto(wire.spec_to_proto(spec)))
 
 
 @pytest.mark.parametrize("spec", [
@@ -505,7 +512,7 @@ def test_spec_edge_cases() -> None:
     light.BoundedArraySpec((), BFLOAT16, None, None, None),
 ], ids=repr)
 def test_light_specs_decode_as_tf_agents_equivalents(spec: light.ArraySpec) -> None:
-    decoded = codec.spec_from_proto(codec.spec_to_proto(spec))
+    decoded = wire.spec_from_proto(wire.spec_to_proto(spec))
     cls = array_spec.BoundedArraySpec if hasattr(spec, "minimum") else array_spec.ArraySpec
     assert type(decoded) is cls and repr(decoded) == repr(spec)
 
@@ -552,8 +559,8 @@ def test_light_array_spec_check_array_accepts_numbers_like_tf_agents() -> None:
 @PROPERTY
 @given(time_steps())
 def test_time_step_round_trip(value: tfa_time_step.TimeStep) -> None:
-    msg = pb.TimeStep.FromString(codec.time_step_to_proto(value).SerializeToString())
-    decoded = codec.time_step_from_proto(msg)
+    msg = pb.TimeStep.FromString(wire.time_step_to_proto(value).SerializeToString())
+    decoded = wire.time_step_from_proto(msg)
     assert type(decoded) is tfa_time_step.TimeStep
     assert_nest_identical(value, decoded)
 
@@ -561,21 +568,21 @@ def test_time_step_round_trip(value: tfa_time_step.TimeStep) -> None:
 @PROPERTY
 @given(policy_steps())
 def test_policy_step_round_trip(value: tfa_policy_step.PolicyStep) -> None:
-    msg = pb.PolicyStep.FromString(codec.policy_step_to_proto(value).SerializeToString())
-    decoded = codec.policy_step_from_proto(msg, copy=True)
+    msg = pb.PolicyStep.FromString(wire.policy_step_to_proto(value).SerializeToString())
+    decoded = wire.policy_step_from_proto(msg, copy=True)
     assert type(decoded) is tfa_policy_step.PolicyStep
     assert_nest_identical(value, decoded)
 
 
 def test_stateless_policy_step_keeps_empty_tuples() -> None:
     value = tfa_policy_step.PolicyStep(action=np.array([1, 0], np.int64))
-    msg = codec.policy_step_to_proto(value)
+    msg = wire.policy_step_to_proto(value)
     assert msg.state.WhichOneof("value") == "tuple" and not msg.state.tuple.values
-    decoded = codec.policy_step_from_proto(msg)
+    decoded = wire.policy_step_from_proto(msg)
     assert decoded.state == () and type(decoded.state) is tuple and decoded.info == ()
     # Unset state / info (e.g. from another language) also decode as ().
     bare = pb.PolicyStep(action=msg.action)
-    assert codec.policy_step_from_proto(bare)[1:] == ((), ())
+    assert wire.policy_step_from_proto(bare)[1:] == ((), ())
 
 
 OBSERVATION_SPEC = {
@@ -607,9 +614,9 @@ def test_policy_specs_round_trip(collect: bool, stateful: bool) -> None:
     info = {"log_probability": array_spec.ArraySpec((), np.float32)} if stateful else ()
     value = _policy_specs(collect, state, info)
     assert isinstance(value.time_step_spec.discount, array_spec.BoundedArraySpec)
-    msg = codec.policy_specs_to_proto(value)
+    msg = wire.policy_specs_to_proto(value)
     assert msg.HasField("collect_data_spec") == collect
-    decoded = codec.policy_specs_from_proto(pb.PolicySpecs.FromString(msg.SerializeToString()))
+    decoded = wire.policy_specs_from_proto(pb.PolicySpecs.FromString(msg.SerializeToString()))
     assert type(decoded) is light.PolicySpecs
     assert type(decoded.time_step_spec) is tfa_time_step.TimeStep
     if collect:
@@ -621,10 +628,10 @@ def test_policy_specs_round_trip(collect: bool, stateful: bool) -> None:
 
 
 def test_policy_specs_defaults_for_unset_optional_fields() -> None:
-    msg = codec.policy_specs_to_proto(_policy_specs(False, (), ()))
+    msg = wire.policy_specs_to_proto(_policy_specs(False, (), ()))
     msg.ClearField("policy_state_spec")
     msg.ClearField("info_spec")
-    decoded = codec.policy_specs_from_proto(msg)
+    decoded = wire.policy_specs_from_proto(msg)
     assert decoded.policy_state_spec == () and decoded.info_spec == ()
     assert decoded.collect_data_spec is None
 
@@ -633,8 +640,8 @@ def test_policy_specs_defaults_for_unset_optional_fields() -> None:
 @given(st.dictionaries(st.text(min_size=1, max_size=5), any_specs, min_size=1, max_size=3))
 def test_time_step_spec_round_trip(observation_spec: dict) -> None:
     value = tfa_time_step.time_step_spec(observation_spec)
-    decoded = codec.time_step_spec_from_proto(pb.TimeStepSpec.FromString(
-        codec.time_step_spec_to_proto(value).SerializeToString()))
+    decoded = wire.time_step_spec_from_proto(pb.TimeStepSpec.FromString(
+        wire.time_step_spec_to_proto(value).SerializeToString()))
     assert type(decoded) is tfa_time_step.TimeStep
     assert_nest_identical(value, decoded)
 
@@ -649,27 +656,27 @@ def _deep(depth: int, leaf: typing.Any, kind: str = "dict") -> typing.Any:
 def test_deepest_allowed_nests_parse_in_every_message() -> None:
     # Protobuf parsers refuse nesting beyond 100 messages: MAX_NEST_DEPTH must
     # keep the deepest nest parseable in the deepest place it can appear.
-    depth = codec.MAX_NEST_DEPTH
+    depth = wire.MAX_NEST_DEPTH
     spec_leaf = array_spec.BoundedArraySpec((2,), np.float32, 0.0, 1.0, "x")
     specs_msg = service_pb.GetSpecsResponse()
-    specs_msg.specs.CopyFrom(codec.policy_specs_to_proto(_policy_specs(True, (), ())))
-    specs_msg.specs.time_step_spec.observation.CopyFrom(codec.nest_to_proto(_deep(depth, spec_leaf)))
+    specs_msg.specs.CopyFrom(wire.policy_specs_to_proto(_policy_specs(True, (), ())))
+    specs_msg.specs.time_step_spec.observation.CopyFrom(wire.nest_to_proto(_deep(depth, spec_leaf)))
     specs_msg.specs.collect_data_spec.named_tuple.fields[1].value.CopyFrom(
-        codec.nest_to_proto(_deep(depth - 1, spec_leaf)))
-    parsed = codec.parse_message(service_pb.GetSpecsResponse, specs_msg.SerializeToString())
+        wire.nest_to_proto(_deep(depth - 1, spec_leaf)))
+    parsed = wire.parse_message(service_pb.GetSpecsResponse, specs_msg.SerializeToString())
     assert_nest_identical(_deep(depth, spec_leaf),
-                          codec.policy_specs_from_proto(parsed.specs).time_step_spec.observation)
+                          wire.policy_specs_from_proto(parsed.specs).time_step_spec.observation)
 
     leaf = np.zeros(2, np.float32)
     request = service_pb.ActionRequest()
-    request.time_step.CopyFrom(codec.time_step_to_proto(tfa_time_step.TimeStep(
+    request.time_step.CopyFrom(wire.time_step_to_proto(tfa_time_step.TimeStep(
         np.int32(0), np.float32(0), np.float32(1), _deep(depth - 1, leaf))))
-    request.policy_state.CopyFrom(codec.nest_to_proto(_deep(depth, leaf)))
-    parsed = codec.parse_message(service_pb.ActionRequest, request.SerializeToString())
+    request.policy_state.CopyFrom(wire.nest_to_proto(_deep(depth, leaf)))
+    parsed = wire.parse_message(service_pb.ActionRequest, request.SerializeToString())
     assert_nest_identical(_deep(depth - 1, leaf),
-                          codec.time_step_from_proto(parsed.time_step).observation)
+                          wire.time_step_from_proto(parsed.time_step).observation)
     with pytest.raises(CodecError, match="deeper than"):
-        codec.time_step_to_proto(light.TimeStep(0, 0.0, 1.0, _deep(depth, leaf)))
+        wire.time_step_to_proto(light.TimeStep(0, 0.0, 1.0, _deep(depth, leaf)))
 
 
 # ----------------------------------------------------------------- malformed input
@@ -683,49 +690,49 @@ def test_content_length_must_match_dtype_and_shape() -> None:
     msg = pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[3], content=b"\x00" * 8)
     with pytest.raises(CodecError,
                        match=r"content has 8 bytes but shape \[3\] of DTYPE_FLOAT32 needs 3 x 4 = 12"):
-        codec.array_from_proto(msg)
+        wire.array_from_proto(msg)
     with pytest.raises(CodecError, match="content has 1 bytes"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_INT64, content=b"\x00"))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_INT64, content=b"\x00"))
 
 
 @pytest.mark.parametrize("enum", [99, -1, 2**31 - 1])
 def test_unknown_dtype_enum(enum: int) -> None:
     with pytest.raises(CodecError, match=f"unknown dtype enum {enum}"):
-        codec.array_from_proto(pb.Tensor(dtype=enum, shape=[1], content=b"\x00"))
+        wire.array_from_proto(pb.Tensor(dtype=enum, shape=[1], content=b"\x00"))
     with pytest.raises(CodecError, match=f"unknown dtype enum {enum}"):
-        codec.spec_from_proto(pb.ArraySpec(dtype=enum))
+        wire.spec_from_proto(pb.ArraySpec(dtype=enum))
 
 
 def test_unspecified_dtype() -> None:
     with pytest.raises(CodecError, match="dtype is not set"):
-        codec.array_from_proto(pb.Tensor(shape=[1], content=b"\x00"))
+        wire.array_from_proto(pb.Tensor(shape=[1], content=b"\x00"))
     with pytest.raises(CodecError, match=r"spec 'x': dtype is not set"):
-        codec.nest_from_proto(pb.Nest(spec=pb.ArraySpec(name="x")))
+        wire.nest_from_proto(pb.Nest(spec=pb.ArraySpec(name="x")))
 
 
 def test_unknown_string_kind() -> None:
     with pytest.raises(CodecError, match="unknown string_kind 7"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=7))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=7))
 
 
 def test_negative_dimension() -> None:
     with pytest.raises(CodecError, match=r"shape \[2, -1\] has a negative dimension"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_UINT8, shape=[2, -1]))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_UINT8, shape=[2, -1]))
     with pytest.raises(CodecError, match="negative dimension"):
-        codec.spec_from_proto(pb.ArraySpec(dtype=pb.DTYPE_UINT8, shape=[-3]))
+        wire.spec_from_proto(pb.ArraySpec(dtype=pb.DTYPE_UINT8, shape=[-3]))
     with pytest.raises(CodecError, match="negative dimension"):
-        codec.spec_to_proto(light.ArraySpec((-1,), np.float32))
+        wire.spec_to_proto(light.ArraySpec((-1,), np.float32))
 
 
 def test_rank_above_numpy_limit() -> None:
     with pytest.raises(CodecError, match="rank 33 exceeds the maximum of 32"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_UINT8, shape=[1] * 33, content=b"\x01"))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_UINT8, shape=[1] * 33, content=b"\x01"))
 
 
 def test_unknown_dimension_on_encode() -> None:
     tensor_spec_like = types.SimpleNamespace(shape=(None, 3), dtype=np.float32, name="obs")
     with pytest.raises(CodecError, match=r"spec 'obs': shape \[None, 3\] has an unknown dimension"):
-        codec.spec_to_proto(tensor_spec_like)
+        wire.spec_to_proto(tensor_spec_like)
 
 
 @pytest.mark.parametrize("dtype", [pb.DTYPE_FLOAT64, pb.DTYPE_BOOL])
@@ -734,12 +741,12 @@ def test_huge_shape_fails_fast_without_allocating(dtype: int) -> None:
     start = time.perf_counter()
     try:
         with pytest.raises(CodecError, match=r"content has 8 bytes but shape \[1000000, 1000000\]"):
-            codec.array_from_proto(pb.Tensor(dtype=dtype, shape=[1000000, 1000000], content=b"\x00" * 8))
+            wire.array_from_proto(pb.Tensor(dtype=dtype, shape=[1000000, 1000000], content=b"\x00" * 8))
         with pytest.raises(CodecError,
                            match=r"1 elements but shape \[1000000, 1000000\] needs 1000000000000"):
-            codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, shape=[10**6, 10**6], string_val=[b"x"]))
+            wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, shape=[10**6, 10**6], string_val=[b"x"]))
         with pytest.raises(CodecError, match="too large for any array"):
-            codec.array_from_proto(pb.Tensor(dtype=dtype, shape=[0, 2**62, 2**62]))
+            wire.array_from_proto(pb.Tensor(dtype=dtype, shape=[0, 2**62, 2**62]))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -748,7 +755,7 @@ def test_huge_shape_fails_fast_without_allocating(dtype: int) -> None:
 
 
 def test_zero_sized_arrays_with_huge_dimensions_decode() -> None:
-    decoded = codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[0, 10**15]))
+    decoded = wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_FLOAT32, shape=[0, 10**15]))
     assert decoded.shape == (0, 10**15) and decoded.size == 0
 
 
@@ -756,11 +763,11 @@ def test_fixed_width_strings_cannot_claim_huge_widths() -> None:
     tracemalloc.start()
     try:
         with pytest.raises(CodecError, match="string_itemsize 4000000000 exceeds"):
-            codec.array_from_proto(pb.Tensor(
+            wire.array_from_proto(pb.Tensor(
                 dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_UNICODE,
                 string_itemsize=4_000_000_000, shape=[1], string_val=[b"a"]))
         with pytest.raises(CodecError, match="exceeds 1073741824 bytes"):
-            codec.array_from_proto(pb.Tensor(
+            wire.array_from_proto(pb.Tensor(
                 dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_BYTES,
                 string_itemsize=2**29, shape=[3], string_val=[b"a"] * 3))
         _, peak = tracemalloc.get_traced_memory()
@@ -771,23 +778,23 @@ def test_fixed_width_strings_cannot_claim_huge_widths() -> None:
 
 def test_fixed_width_string_longer_than_its_width() -> None:
     with pytest.raises(CodecError, match="longer than its string_itemsize 2"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_BYTES,
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_BYTES,
                                          string_itemsize=2, shape=[1], string_val=[b"abc"]))
 
 
 def test_invalid_utf8_in_unicode_tensor() -> None:
     with pytest.raises(CodecError, match="invalid UTF-8"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_UNICODE,
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_UNICODE,
                                          string_itemsize=2, shape=[1], string_val=[b"\xff"]))
 
 
 def test_unencodable_text() -> None:
     with pytest.raises(CodecError, match="cannot be sent as UTF-8"):
-        codec.array_to_proto(np.array(["\ud800"]))
+        wire.array_to_proto(np.array(["\ud800"]))
     with pytest.raises(CodecError, match="mapping key at the root: '\\\\ud800' cannot be sent"):
-        codec.nest_to_proto({"\ud800": None})
+        wire.nest_to_proto({"\ud800": None})
     with pytest.raises(CodecError, match="spec name"):
-        codec.spec_to_proto(light.ArraySpec((), np.int8, "\udfff"))
+        wire.spec_to_proto(light.ArraySpec((), np.int8, "\udfff"))
 
 
 def _deep_message(depth: int) -> pb.Nest:
@@ -802,32 +809,32 @@ def _deep_message(depth: int) -> pb.Nest:
 @pytest.mark.parametrize("kind", ["list", "dict"])
 def test_encoding_a_nest_10000_deep(kind: str) -> None:
     value = _deep(10_000, np.zeros(1), kind)
-    with pytest.raises(CodecError, match=f"nest is deeper than {codec.MAX_NEST_DEPTH} levels"):
-        codec.nest_to_proto(value)
+    with pytest.raises(CodecError, match=f"nest is deeper than {wire.MAX_NEST_DEPTH} levels"):
+        wire.nest_to_proto(value)
     with pytest.raises(CodecError, match="deeper than"):
-        codec.policy_step_to_proto(light.PolicyStep(value, (), ()))
+        wire.policy_step_to_proto(light.PolicyStep(value, (), ()))
 
 
 def test_encoding_a_self_referencing_nest() -> None:
     value: list = []
     value.append(value)
     with pytest.raises(CodecError, match="deeper than"):
-        codec.nest_to_proto(value)
+        wire.nest_to_proto(value)
 
 
 def test_decoding_a_nest_10000_deep_built_in_memory() -> None:
     msg = _deep_message(10_000)
-    with pytest.raises(CodecError, match=f"nest is deeper than {codec.MAX_NEST_DEPTH} levels at "
+    with pytest.raises(CodecError, match=f"nest is deeper than {wire.MAX_NEST_DEPTH} levels at "
                                          r"\[0\]\[0\]"):
-        codec.nest_from_proto(msg)
+        wire.nest_from_proto(msg)
     # Built in place: copying a message this deep goes through the (refusing) parser.
-    step = codec.time_step_to_proto(light.TimeStep(np.int32(0), np.float32(0), np.float32(1), None))
+    step = wire.time_step_to_proto(light.TimeStep(np.int32(0), np.float32(0), np.float32(1), None))
     node = step.observation
     for _ in range(10_000):
         node = node.list.values.add()
     node.none.SetInParent()
     with pytest.raises(CodecError, match=r"deeper than .* at time_step.observation\[0\]"):
-        codec.time_step_from_proto(step)
+        wire.time_step_from_proto(step)
 
 
 def test_parsing_a_nest_10000_deep_from_bytes() -> None:
@@ -837,18 +844,18 @@ def test_parsing_a_nest_10000_deep_from_bytes() -> None:
     with pytest.raises(pb_message.DecodeError):
         pb.Nest.FromString(data)
     with pytest.raises(CodecError, match="cannot parse .* as tfa_policy_grpc.v1.Nest"):
-        codec.parse_message(pb.Nest, data)
+        wire.parse_message(pb.Nest, data)
     with pytest.raises(CodecError, match="cannot parse"):
-        codec.parse_message(pb.Tensor, b"\xff\xff")
+        wire.parse_message(pb.Tensor, b"\xff\xff")
 
 
 def test_unset_nest_value() -> None:
     with pytest.raises(CodecError, match="nest value is not set at the root"):
-        codec.nest_from_proto(pb.Nest())
+        wire.nest_from_proto(pb.Nest())
     msg = pb.Nest()
     msg.tuple.values.add().dict.entries.add(key="obs")
     with pytest.raises(CodecError, match=r"nest value is not set at \[0\]\['obs'\]"):
-        codec.nest_from_proto(msg)
+        wire.nest_from_proto(msg)
 
 
 def test_duplicate_mapping_keys() -> None:
@@ -856,32 +863,32 @@ def test_duplicate_mapping_keys() -> None:
     for _ in range(2):
         msg.dict.entries.add(key="a").value.none.SetInParent()
     with pytest.raises(CodecError, match="duplicate key 'a' at the root"):
-        codec.nest_from_proto(msg)
+        wire.nest_from_proto(msg)
 
 
 def test_bool_bytes_other_than_0_and_1() -> None:
     with pytest.raises(CodecError, match="bool tensor holds bytes other than 0 and 1"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_BOOL, shape=[2], content=b"\x01\x02"))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_BOOL, shape=[2], content=b"\x01\x02"))
 
 
 def test_string_element_count_mismatch() -> None:
     msg = pb.Tensor(dtype=pb.DTYPE_STRING, shape=[3], string_val=[b"a", b"b"])
     with pytest.raises(CodecError, match=r"string tensor has 2 elements but shape \[3\] needs 3"):
-        codec.array_from_proto(msg)
+        wire.array_from_proto(msg)
 
 
 def test_elements_in_the_wrong_field() -> None:
     with pytest.raises(CodecError, match="string tensor must carry its elements in string_val"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, content=b"x", string_val=[b"x"]))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, content=b"x", string_val=[b"x"]))
     with pytest.raises(CodecError, match="DTYPE_UINT8 tensor must carry its elements in content"):
-        codec.array_from_proto(pb.Tensor(dtype=pb.DTYPE_UINT8, content=b"x", string_val=[b"x"]))
+        wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_UINT8, content=b"x", string_val=[b"x"]))
 
 
 def test_non_string_mapping_keys() -> None:
     with pytest.raises(CodecError, match=r"mapping keys must be strings, got 1 at \['obs'\]"):
-        codec.nest_to_proto({"obs": {1: np.zeros(2)}})
+        wire.nest_to_proto({"obs": {1: np.zeros(2)}})
     with pytest.raises(CodecError, match="mapping keys must be strings, got None"):
-        codec.nest_to_proto(collections.OrderedDict([(None, 1)]))
+        wire.nest_to_proto(collections.OrderedDict([(None, 1)]))
 
 
 @pytest.mark.parametrize("dtype", [np.complex64, np.complex128, "datetime64[s]", np.longdouble,
@@ -889,20 +896,20 @@ def test_non_string_mapping_keys() -> None:
 def test_unsupported_dtype_on_encode(dtype: typing.Any) -> None:
     array = np.zeros(2, dtype=dtype)
     with pytest.raises(CodecError, match="cannot be sent: supported are"):
-        codec.array_to_proto(array)
+        wire.array_to_proto(array)
     with pytest.raises(CodecError, match=r"\['action'\]\[1\]: dtype .* cannot be sent"):
-        codec.nest_to_proto({"action": [np.zeros(1), array]})
+        wire.nest_to_proto({"action": [np.zeros(1), array]})
     with pytest.raises(CodecError, match="cannot be sent"):
-        codec.spec_to_proto(light.ArraySpec((), dtype))
+        wire.spec_to_proto(light.ArraySpec((), dtype))
 
 
 def test_unsupported_leaves_on_encode() -> None:
     with pytest.raises(CodecError, match=r"cannot encode object at \['a'\]"):
-        codec.nest_to_proto({"a": object()})
+        wire.nest_to_proto({"a": object()})
     with pytest.raises(CodecError, match="hold bytes or str, got an element of type int"):
-        codec.array_to_proto(np.array([b"a", 3], dtype=object))
+        wire.array_to_proto(np.array([b"a", 3], dtype=object))
     with pytest.raises(CodecError, match="not a dtype"):
-        codec.dtype_to_proto("no-such-dtype")
+        wire.dtype_to_proto("no-such-dtype")
 
 
 def test_invalid_named_tuples() -> None:
@@ -917,15 +924,15 @@ def test_invalid_named_tuples() -> None:
         for field in fields:
             msg.named_tuple.fields.add(key=field).value.none.SetInParent()
         with pytest.raises(CodecError, match=pattern):
-            codec.nest_from_proto(msg)
+            wire.nest_from_proto(msg)
 
 
 @pytest.mark.parametrize("type_name", ["builtins.tuple", "builtins.object", "collections.OrderedDict",
-                                       "policy_client.codec.MAX_NEST_DEPTH"])
+                                       "policy_client.wire.MAX_NEST_DEPTH"])
 def test_named_tuple_type_names_of_other_things(type_name: str) -> None:
     msg = pb.Nest()
     msg.named_tuple.type_name = type_name
-    decoded = codec.nest_from_proto(msg)
+    decoded = wire.nest_from_proto(msg)
     assert decoded == () and type(decoded) is not tuple and type(decoded)._fields == ()
 
 
@@ -940,62 +947,79 @@ def test_named_tuple_lookup_never_triggers_lazy_loading(monkeypatch: pytest.Monk
     msg = pb.Nest()
     msg.named_tuple.type_name = f"{lazy.__name__}.submodule.Thing"
     msg.named_tuple.fields.add(key="a").value.none.SetInParent()
-    decoded = codec.nest_from_proto(msg)
+    decoded = wire.nest_from_proto(msg)
     assert type(decoded).__name__ == "Thing" and decoded.a is None
 
 
-def test_named_tuple_fields_must_match_an_importable_class() -> None:
-    msg = codec.nest_to_proto(Point(x=None, y=None))
+def test_unregistered_named_tuples_come_back_as_made_up_classes() -> None:
+    decoded = nest_round_trip(Unregistered(u=np.int8(1), v=None))
+    assert type(decoded) is not Unregistered and type(decoded).__name__ == "Unregistered"
+    assert decoded._fields == ("u", "v") and decoded.u == 1 and decoded.v is None
+
+
+def test_registered_class_replaces_the_one_decoded_into() -> None:
+    registry = wire.TypeRegistry()
+    Mine = collections.namedtuple("Mine", ["action", "state", "info"])
+    registry.register_namedtuple(Mine, "tf_agents.trajectories.policy_step.PolicyStep")
+    decoded = wire.nest_from_proto(wire.nest_to_proto(light.PolicyStep(None, (), ())), registry=registry)
+    assert type(decoded) is Mine
+    with pytest.raises(TypeError, match="not a named tuple"):
+        registry.register_namedtuple(tuple)
+
+
+def test_named_tuple_fields_must_match_a_registered_class() -> None:
+    msg = wire.nest_to_proto(Point(x=None, y=None))
     msg.named_tuple.fields[1].key = "z"  # Not Point's fields: a made-up class instead.
-    decoded = codec.nest_from_proto(msg)
+    decoded = wire.nest_from_proto(msg)
     assert type(decoded) is not Point and type(decoded)._fields == ("x", "z")
 
 
 @pytest.mark.parametrize("classes", ["tf_agents", "light"])
 def test_invalid_bounds(classes: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if classes == "light":  # As decoded where tf_agents is not imported.
-        monkeypatch.setattr(codec, "_spec_classes", lambda: (light.ArraySpec, light.BoundedArraySpec))
-    spec = codec.spec_to_proto(array_spec.BoundedArraySpec((2,), np.int8, 0, 5, "b"))
+        monkeypatch.setattr(wire.REGISTRY, "array_spec", light.ArraySpec)
+        monkeypatch.setattr(wire.REGISTRY, "bounded_array_spec", light.BoundedArraySpec)
+    spec = wire.spec_to_proto(array_spec.BoundedArraySpec((2,), np.int8, 0, 5, "b"))
     bad = pb.ArraySpec()
     bad.CopyFrom(spec)
-    bad.bounds.minimum.CopyFrom(codec.array_to_proto(np.int8(9)))
+    bad.bounds.minimum.CopyFrom(wire.array_to_proto(np.int8(9)))
     with pytest.raises(CodecError, match="spec 'b': invalid bounds"):
-        codec.spec_from_proto(bad)
-    bad.bounds.minimum.CopyFrom(codec.array_to_proto(np.zeros(3, np.int8)))
+        wire.spec_from_proto(bad)
+    bad.bounds.minimum.CopyFrom(wire.array_to_proto(np.zeros(3, np.int8)))
     with pytest.raises(CodecError, match="spec 'b': invalid bounds"):
-        codec.spec_from_proto(bad)
-    bad.bounds.minimum.CopyFrom(codec.array_to_proto(np.float64(0)))
+        wire.spec_from_proto(bad)
+    bad.bounds.minimum.CopyFrom(wire.array_to_proto(np.float64(0)))
     with pytest.raises(CodecError, match="spec 'b': bounds.minimum has dtype float64, the spec int8"):
-        codec.spec_from_proto(bad)
+        wire.spec_from_proto(bad)
     bad.bounds.ClearField("minimum")
     with pytest.raises(CodecError, match="spec 'b': bounds.minimum is not set"):
-        codec.spec_from_proto(bad)
+        wire.spec_from_proto(bad)
     bad.bounds.minimum.dtype = pb.DTYPE_INT8
     with pytest.raises(CodecError, match=r"spec 'b': bounds.minimum: tensor content has 0 bytes"):
-        codec.spec_from_proto(bad)
+        wire.spec_from_proto(bad)
 
 
 def test_missing_step_fields() -> None:
-    step = codec.time_step_to_proto(light.TimeStep(np.int32(0), np.float32(0), np.float32(1), None))
+    step = wire.time_step_to_proto(light.TimeStep(np.int32(0), np.float32(0), np.float32(1), None))
     for name in ("step_type", "reward", "discount", "observation"):
         broken = pb.TimeStep()
         broken.CopyFrom(step)
         broken.ClearField(name)
         with pytest.raises(CodecError, match=f"time_step.{name} is not set"):
-            codec.time_step_from_proto(broken)
+            wire.time_step_from_proto(broken)
     with pytest.raises(CodecError, match="time_step.discount: bool tensor"):
-        codec.time_step_from_proto(pb.TimeStep(
+        wire.time_step_from_proto(pb.TimeStep(
             step_type=step.step_type, reward=step.reward, observation=step.observation,
             discount=pb.Tensor(dtype=pb.DTYPE_BOOL, content=b"\x07")))
     with pytest.raises(CodecError, match="policy_step.action is not set"):
-        codec.policy_step_from_proto(pb.PolicyStep())
-    specs = codec.policy_specs_to_proto(_policy_specs(False, (), ()))
+        wire.policy_step_from_proto(pb.PolicyStep())
+    specs = wire.policy_specs_to_proto(_policy_specs(False, (), ()))
     for name in ("time_step_spec", "action_spec"):
         broken = pb.PolicySpecs()
         broken.CopyFrom(specs)
         broken.ClearField(name)
         with pytest.raises(CodecError, match=f"policy_specs.{name} is not set"):
-            codec.policy_specs_from_proto(broken)
+            wire.policy_specs_from_proto(broken)
     specs.time_step_spec.ClearField("discount")
     with pytest.raises(CodecError, match="time_step_spec.discount is not set"):
-        codec.policy_specs_from_proto(specs)
+        wire.policy_specs_from_proto(specs)

@@ -12,10 +12,10 @@ from tf_agents.policies import greedy_policy, py_tf_policy, q_policy
 from tf_agents.utils import common
 
 from policy_client import RemotePolicy
-from policy_server.demo_policy import ACTION_SPEC, OBSERVATION_SPEC, cartpole_time_step_spec
+from examples.cartpole import ACTION_SPEC, OBSERVATION_SPEC, cartpole_time_step_spec
 from policy_server.server import BackgroundServer
 from policy_server.tf_backends import GraphBackend
-from tests.policy_client.equivalence_cases import sample_time_step
+from tests.support.equivalence_cases import sample_time_step
 from tests.policy_client.test_equivalence import SPEC_PROPERTIES, assert_nests_close
 
 

@@ -1,4 +1,4 @@
-"""The client core (errors, specs, codec) works where TensorFlow cannot be imported."""
+"""The client core (the wire layer, PolicyClient) works where TensorFlow cannot be imported."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Runs in a fresh interpreter whose import system refuses TensorFlow and
-# TF-Agents (and records every attempt), then exercises the codec.
+# TF-Agents (and records every attempt), then exercises the wire.
 _SCRIPT = textwrap.dedent(r'''
     import importlib.abc
     import json
@@ -36,12 +36,12 @@ _SCRIPT = textwrap.dedent(r'''
 
     import numpy as np
 
-    import policy_client.errors
-    import policy_client.specs as light
-    import policy_client.codec as codec
-    from policy_client.generated import types_pb2 as pb
+    import policy_client.wire.errors
+    import policy_client.wire.standins as light
+    from policy_client import wire
+    from policy_client.wire.generated import types_pb2 as pb
 
-    assert issubclass(policy_client.errors.CodecError, ValueError)
+    assert issubclass(policy_client.wire.errors.CodecError, ValueError)
     results = {}
 
     def round_trip(to_proto, from_proto, message_type, value):
@@ -55,21 +55,21 @@ _SCRIPT = textwrap.dedent(r'''
         discount = np.float32(1.0)
         observation = {"pos": np.arange(4, dtype=np.float32), "id": np.array([b"x"], dtype=object)}
 
-    step = round_trip(codec.time_step_to_proto, codec.time_step_from_proto, pb.TimeStep, StepLike())
+    step = round_trip(wire.time_step_to_proto, wire.time_step_from_proto, pb.TimeStep, StepLike())
     assert type(step) is light.TimeStep, type(step)
     assert step.reward == np.float32(0.5) and step.observation["pos"].tolist() == [0, 1, 2, 3]
     assert step.observation["id"].tolist() == [b"x"]
 
-    policy_step = round_trip(codec.policy_step_to_proto, codec.policy_step_from_proto,
+    policy_step = round_trip(wire.policy_step_to_proto, wire.policy_step_from_proto,
                              pb.PolicyStep, light.PolicyStep(np.int64(1), (), ()))
     assert type(policy_step) is light.PolicyStep and policy_step.state == ()
 
     spec = light.BoundedArraySpec((2,), np.float32, -1.0, [1.0, 2.0], "action")
-    decoded_spec = round_trip(codec.spec_to_proto, codec.spec_from_proto, pb.ArraySpec, spec)
+    decoded_spec = round_trip(wire.spec_to_proto, wire.spec_from_proto, pb.ArraySpec, spec)
     assert type(decoded_spec) is light.BoundedArraySpec, type(decoded_spec)
     assert decoded_spec == spec and decoded_spec.name == "action"
     assert decoded_spec.minimum.tolist() == -1.0 and decoded_spec.maximum.tolist() == [1.0, 2.0]
-    plain = round_trip(codec.spec_to_proto, codec.spec_from_proto, pb.ArraySpec,
+    plain = round_trip(wire.spec_to_proto, wire.spec_from_proto, pb.ArraySpec,
                        light.ArraySpec((), np.int8))
     assert type(plain) is light.ArraySpec and plain.name is None
 
@@ -78,7 +78,7 @@ _SCRIPT = textwrap.dedent(r'''
         ("z", [light.TimeStep(np.int32(2), np.float32(1), np.float32(0), ()), None]),
         ("a", (Pair(np.uint8(1), {"k": np.zeros((0, 2), np.float16)}),)),
     ])
-    decoded = round_trip(codec.nest_to_proto, codec.nest_from_proto, pb.Nest, nest)
+    decoded = round_trip(wire.nest_to_proto, wire.nest_from_proto, pb.Nest, nest)
     assert type(decoded) is collections.OrderedDict and list(decoded) == ["z", "a"]
     assert type(decoded["z"]) is list and type(decoded["z"][0]) is light.TimeStep
     assert type(decoded["a"]) is tuple and type(decoded["a"][0]).__name__ == "Pair"
@@ -86,15 +86,15 @@ _SCRIPT = textwrap.dedent(r'''
 
     # The stand-ins travel under TF-Agents' names, so a TensorFlow peer gets its own classes.
     results["wire_names"] = [
-        codec.nest_to_proto(light.TimeStep(0, 0, 0, 0)).named_tuple.type_name,
-        codec.nest_to_proto(light.PolicyStep(0, (), ())).named_tuple.type_name,
-        codec.nest_to_proto(light.Trajectory(*[None] * 7)).named_tuple.type_name,
+        wire.nest_to_proto(light.TimeStep(0, 0, 0, 0)).named_tuple.type_name,
+        wire.nest_to_proto(light.PolicyStep(0, (), ())).named_tuple.type_name,
+        wire.nest_to_proto(light.Trajectory(*[None] * 7)).named_tuple.type_name,
     ]
 
     # Messages a TensorFlow peer produced (hex on stdin) decode into the stand-ins.
     peer = json.loads(sys.stdin.read() or "{}")
     if "policy_specs" in peer:
-        specs = codec.policy_specs_from_proto(
+        specs = wire.policy_specs_from_proto(
             pb.PolicySpecs.FromString(bytes.fromhex(peer["policy_specs"])))
         assert type(specs) is light.PolicySpecs
         assert type(specs.time_step_spec) is light.TimeStep
@@ -137,8 +137,8 @@ def test_specs_from_a_tensorflow_peer_decode_without_tensorflow() -> None:
     # pylint: disable=import-outside-toplevel
     import numpy as np
 
-    from policy_client import codec
-    from policy_client import specs as light
+    from policy_client import wire
+    from policy_client.wire import standins as light
 
     array_spec = pytest.importorskip("tf_agents.specs.array_spec")
     time_step = pytest.importorskip("tf_agents.trajectories.time_step")
@@ -150,7 +150,7 @@ def test_specs_from_a_tensorflow_peer_decode_without_tensorflow() -> None:
     collect = trajectory.Trajectory(
         step_type=ts_spec.step_type, observation=observation, action=action, policy_info=(),
         next_step_type=ts_spec.step_type, reward=ts_spec.reward, discount=ts_spec.discount)
-    msg = codec.policy_specs_to_proto(light.PolicySpecs(ts_spec, action, (), (), collect))
+    msg = wire.policy_specs_to_proto(light.PolicySpecs(ts_spec, action, (), (), collect))
     results = _run(json.dumps({"policy_specs": msg.SerializeToString().hex()}))
     assert results["attempts"] == [] and results["loaded"] == []
     assert results["peer_observation"] == repr(

@@ -19,7 +19,7 @@ import policy_client
 from policy_client import PolicyNotFoundError, RemoteError, RemotePolicy
 from policy_server.server import BackgroundServer
 from policy_server.tf_backends import EagerBackend, SavedModelBackend
-from tests.fakes import EchoBackend, echo_time_step
+from tests.support.fakes import EchoBackend, echo_time_step
 from tests.policy_client.test_equivalence import assert_nests_close
 
 OBS = np.array([0.01, -0.02, 0.03, 0.04], np.float32)
@@ -184,10 +184,10 @@ LIGHT_CLIENT = textwrap.dedent("""
     import numpy as np
     import policy_client
     from policy_client import PolicyClient
-    from policy_client.specs import TimeStep
+    from policy_client.wire.standins import TimeStep
     with PolicyClient(sys.argv[1], "echo") as client:
         specs, version = client.get_specs()
-        assert type(specs.action_spec).__module__ == "policy_client.specs", type(specs.action_spec)
+        assert type(specs.action_spec).__module__ == "policy_client.wire.standins", type(specs.action_spec)
         step = TimeStep(np.int32(0), np.float32(0), np.float32(1), np.array([1, 2, 3], np.float32))
         result = client.action(step)
         assert result.policy_step.action.tolist() == [2.0, 4.0, 6.0], result

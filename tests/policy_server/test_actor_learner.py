@@ -16,11 +16,12 @@ from tf_agents.train.utils import train_utils
 from tf_agents.trajectories import time_step as ts
 
 from policy_client import (FailedPreconditionError, InvalidArgumentError, PolicyClient, RemotePolicy)
-from policy_client.publisher import VariablePublisher
-from policy_server import actor_learner, demo_policy
+from policy_client import VariablePublisher
+from examples import actor_learner
+from examples import cartpole as demo_policy
 from policy_server.server import BackgroundServer
 from policy_server.tf_backends import EagerBackend, SavedModelBackend
-from tests.fakes import EchoBackend, echo_time_step
+from tests.support.fakes import EchoBackend, echo_time_step
 
 OBSERVATIONS = np.random.default_rng(0).uniform(-0.3, 0.3, size=(20, 4)).astype(np.float32)
 

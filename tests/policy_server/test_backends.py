@@ -20,12 +20,12 @@ from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 from tf_agents.utils import common
 
-from policy_client import errors as client_errors
-from policy_server import demo_policy
+from policy_client.wire import errors as client_errors
+from examples import cartpole as demo_policy
 from policy_server.backend import PyPolicyBackend
-from policy_server.batching import BatchingConfig
+from policy_server.config import BatchingConfig
 from policy_server.tf_backends import EagerBackend, GraphBackend, SavedModelBackend
-from tests.policy_server.conftest import WAIT
+from tests.support.servers import WAIT
 
 pytestmark = pytest.mark.timeout(180)
 

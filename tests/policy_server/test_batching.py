@@ -15,10 +15,10 @@ import grpc
 import numpy as np
 import pytest
 
-from policy_client import errors as client_errors
-from policy_server.batching import BatchingConfig
-from tests.fakes import EchoBackend, echo_time_step
-from tests.policy_server.conftest import (WAIT, GatedEchoBackend, GatedFailingBackend, wait_for_queue_depth)
+from policy_client.wire import errors as client_errors
+from policy_server.config import BatchingConfig
+from tests.support.fakes import EchoBackend, echo_time_step
+from tests.support.servers import (WAIT, GatedEchoBackend, GatedFailingBackend, wait_for_queue_depth)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -124,7 +124,7 @@ def test_batched_request_rows_stay_together_in_one_call(servers):
     np.testing.assert_array_equal(merged[[0, 6, 7]], np.stack([plan[0][0], plan[2][0], plan[3][0]]))
 
 
-def test_request_larger_than_max_batch_size_runs_alone_unsplit(servers):
+def test_request_larger_than_max_batch_size_is_split_across_batches(servers):
     gate = threading.Event()
     backend = GatedEchoBackend(gate=gate)
     server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=4, max_batch_delay=0.001))
@@ -132,16 +132,67 @@ def test_request_larger_than_max_batch_size_runs_alone_unsplit(servers):
     blocker = hold_first_batch(client, backend)
     plan = [(obs_rows(10, 1)[0], False), (obs_rows(100, 5), True), (obs_rows(200, 1)[0], False)]
     futures = []
-    for depth, (obs, batched) in enumerate(plan, start=1):
+    for depth, (obs, batched) in zip((1, 3, 4), plan):  # the 5 rows queue as pieces of 4 and 1
         futures.append(send(client, obs, batched=batched))
         wait_for_queue_depth(client, depth)
     gate.set()
     blocker.result(WAIT)
     for (obs, _), future in zip(plan, futures):
         np.testing.assert_array_equal(future.result(WAIT).policy_step.action, 2 * obs)
-    # 1 + 5 > 4, so the first row goes alone, then the 5 rows together, then the last.
-    assert backend.batch_sizes == [1, 1, 5, 1]
-    np.testing.assert_array_equal(backend.observations[2], plan[1][0])
+    five = futures[1].result(WAIT).policy_step
+    np.testing.assert_array_equal(five.state["count"], np.ones(5))
+    # 1 + 4 > 4: the first row goes alone, then 4 of the 5 rows, then the 5th with the last row.
+    assert backend.batch_sizes == [1, 1, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([backend.observations[2], backend.observations[3][:1]]),
+                                  plan[1][0])
+    stats = client.stats()[0]
+    assert stats["requests"] == 4 and stats["rows"] == 8 and stats["queue_depth"] == 0
+
+
+def test_split_requests_are_padded_to_allowed_sizes(servers):
+    backend = EchoBackend()
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=4, allowed_batch_sizes=(2, 4)))
+    client = servers.client(server.address, "echo")
+    obs = obs_rows(0, 11)
+    step = send(client, obs, batched=True).result(WAIT).policy_step
+    np.testing.assert_array_equal(step.action, 2 * obs)
+    assert backend.batch_sizes == [4, 4, 4]  # 4 + 4 + 3 rows, the last padded to 4
+
+
+def test_a_push_waits_for_a_split_request_so_its_answer_has_one_version(servers):
+    from policy_client import VariablePublisher  # pylint: disable=import-outside-toplevel
+
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=2))
+    client = servers.client(server.address, "echo")
+    blocker = hold_first_batch(client, backend)
+    big = send(client, obs_rows(0, 6), batched=True)
+    wait_for_queue_depth(client, 3)
+    with VariablePublisher(server.address, "echo") as publisher, \
+            concurrent.futures.ThreadPoolExecutor(1) as pool:
+        push = pool.submit(publisher.push, [np.float32(100)], 7)
+        time.sleep(0.2)  # the push is queued behind the batch in flight
+        gate.set()
+        blocker.result(WAIT)
+        result = big.result(WAIT)
+        assert push.result(WAIT) == 7
+    # Every row of the split request came from version 0 (bias 0): the push waited for its last piece.
+    assert result.version == 0
+    np.testing.assert_array_equal(result.policy_step.info["version"], np.zeros(6))
+    np.testing.assert_array_equal(result.policy_step.action, 2 * obs_rows(0, 6))
+    after = send(client, obs_rows(0, 1), batched=True).result(WAIT)
+    assert after.version == 7 and after.policy_step.action[0, 0] == 100
+
+
+def test_seeded_request_larger_than_max_batch_size_runs_alone_whole(servers):
+    backend = EchoBackend()
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=2, allowed_batch_sizes=(1, 2)))
+    client = servers.client(server.address, "echo")
+    obs = obs_rows(0, 5)
+    step = send(client, obs, batched=True, seed=3).result(WAIT).policy_step
+    np.testing.assert_array_equal(step.action, 2 * obs + 3)
+    assert backend.batch_sizes == [5] and backend.seeds == [3]  # one call, as the local policy would make
 
 
 # ----------------------------------------------------------------- seeds

@@ -1,7 +1,7 @@
-"""`policy-server` as a process: help, the built-in demo policy, SIGTERM.
+"""`policy-server` as a process: help, what to serve (--policy, --factory, --demo), SIGTERM.
 
-Servers are started with `--port 0` (policy_server.serving_demo.start_server
-reads the bound port from the process's output).
+Servers are started with `--port 0` (examples.serving_demo.start_server reads
+the bound port from the process's output).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from tf_agents.policies import py_tf_eager_policy
 from tf_agents.trajectories import time_step as ts
 
 from policy_client import PolicyClient
-from policy_client import errors as client_errors
-from policy_server.serving_demo import start_server, stop_server
+from policy_client.wire import errors as client_errors
+from examples.serving_demo import start_server, stop_server
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,8 +49,44 @@ def test_help_exits_zero_without_loading_tensorflow():
     assert result.returncode == 0, result.stderr
 
 
+def test_nothing_to_serve_is_a_clear_error():
+    result = subprocess.run([str(VENV_BIN / "policy-server"), "--port", "0"], capture_output=True, text=True,
+                            timeout=60, env=ENV)
+    assert result.returncode != 0
+    assert "nothing to serve; give --policy NAME=SAVED_MODEL_DIR, --factory NAME=MODULE:CALLABLE, or --demo" \
+        in result.stderr
+
+
+@pytest.mark.parametrize("flags, match", [
+    (["--factory", "echo"], "--factory wants NAME=VALUE"),
+    (["--factory", "echo=tests.support.fakes"], "--factory wants NAME=MODULE:CALLABLE"),
+    (["--policy", "a=/x", "--policy", "a=/y"], "--policy 'a' is given twice"),
+    (["--demo", "--factory", "cartpole=tests.support.fakes:EchoBackend"], "'cartpole' is given twice"),
+])
+def test_bad_policy_flags_are_clear_errors(flags, match):
+    with pytest.raises(SystemExit, match=match):
+        from policy_server import cli  # pylint: disable=import-outside-toplevel
+
+        cli.backend_sources(cli.parse_args(flags))
+
+
+def test_factory_serves_what_a_callable_returns():
+    proc, address = start_server(["--factory", "echo=tests.support.fakes:EchoBackend"])
+    try:
+        with PolicyClient(address, "echo", timeout=30) as client:
+            assert [p.name for p in client.list_policies()] == ["echo"]
+            obs = np.array([1, 2, 3], np.float32)
+            step = client.action(ts.restart(obs), {"count": np.array(4, np.int64)}).policy_step
+            np.testing.assert_array_equal(step.action, 2 * obs)
+        assert stop_server(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_demo_policy_is_served_and_sigterm_exits_zero(cartpole_tf_policy):
-    proc, address = start_server()
+    proc, address = start_server(["--demo"])
     try:
         assert re.fullmatch(r"127\.0\.0\.1:\d+", address) and not address.endswith(":0")
         with PolicyClient(address, timeout=30) as client:  # default policy, action stream
@@ -80,13 +116,14 @@ def test_demo_policy_is_served_and_sigterm_exits_zero(cartpole_tf_policy):
 
 SLOW_LOADING_SERVER = """
 import sys, time
-from policy_server import cli, demo_policy
+from examples import cartpole as demo_policy
+from policy_server import cli
 _build = demo_policy.cartpole_q_policy
 def slow_build(*args, **kwargs):
     time.sleep(5)  # a policy that takes a while to load
     return _build(*args, **kwargs)
 demo_policy.cartpole_q_policy = slow_build
-sys.exit(cli.main(["--port", "0", "--stats-interval", "0", "--log-level", "WARNING"]))
+sys.exit(cli.main(["--demo", "--port", "0", "--stats-interval", "0", "--log-level", "WARNING"]))
 """
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyClient
-from policy_client.generated import policy_service_pb2 as service_pb
-from policy_client.generated import types_pb2
-from tests.fakes import echo_time_step
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import types_pb2
+from tests.support.fakes import echo_time_step
 
 SERVICE = "/tfa_policy_grpc.v1.PolicyService"
 

@@ -17,12 +17,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from policy_client import errors as client_errors
-from policy_client.generated import policy_service_pb2 as service_pb
-from policy_server.batching import BatchingConfig
-from policy_server.server import SERVICE_NAME
-from tests.fakes import EchoBackend, echo_time_step
-from tests.policy_server.conftest import WAIT, GatedEchoBackend, wait_for_queue_depth, wait_until
+from policy_client.wire import errors as client_errors
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_server.config import BatchingConfig
+from policy_client.wire import SERVICE_NAME
+from tests.support.fakes import EchoBackend, echo_time_step
+from tests.support.servers import WAIT, GatedEchoBackend, wait_for_queue_depth, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

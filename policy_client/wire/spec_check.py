@@ -6,17 +6,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from policy_client.errors import PolicyGrpcError
+from policy_client.wire.errors import SpecMismatchError
+from policy_client.wire.specs import is_spec
 
-
-class SpecMismatchError(PolicyGrpcError, ValueError):
-    """A value does not match its spec; the message names the field."""
-
-
-def is_spec(value: Any) -> bool:
-    """Whether `value` is an array spec (TF-Agents' or policy_client.specs')."""
-    return (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "name")
-            and not isinstance(value, (np.ndarray, np.generic)))
+__all__ = ["SpecMismatchError", "check_nest"]
 
 
 def _is_empty(value: Any) -> bool:
@@ -58,35 +51,35 @@ def _check(value: Any, spec: Any, outer: tuple[int, ...], path: str) -> None:
         if not (isinstance(value, tuple) and getattr(type(value), "_fields", None) == fields):
             raise SpecMismatchError(
                 f"{path}: expected a {type(spec).__name__} with fields {list(fields)}, "
-                f"got {_kind(value)}")
+                f"got {_kind(value)}", path)
         for name in fields:
             _check(getattr(value, name), getattr(spec, name), outer, f"{path}.{name}")
     elif isinstance(spec, (list, tuple)):
         if not spec:
             if not _is_empty(value):
-                raise SpecMismatchError(f"{path}: expected an empty nest (), got {_kind(value)}")
+                raise SpecMismatchError(f"{path}: expected an empty nest (), got {_kind(value)}", path)
             return
         if not isinstance(value, (list, tuple)) or len(value) != len(spec):
-            raise SpecMismatchError(f"{path}: expected a sequence of {len(spec)} items, got {_kind(value)}")
+            raise SpecMismatchError(f"{path}: expected a sequence of {len(spec)} items, got {_kind(value)}", path)
         for i, (v, s) in enumerate(zip(value, spec)):
             _check(v, s, outer, f"{path}[{i}]")
     elif spec is None:
         if value is not None:
-            raise SpecMismatchError(f"{path}: expected None, got {_kind(value)}")
+            raise SpecMismatchError(f"{path}: expected None, got {_kind(value)}", path)
     else:
-        raise SpecMismatchError(f"{path}: unsupported spec {spec!r}")
+        raise SpecMismatchError(f"{path}: unsupported spec {spec!r}", path)
 
 
 def _check_mapping(value: Any, spec: Mapping, outer: tuple[int, ...], path: str) -> None:
     if not spec:
         if not _is_empty(value):
-            raise SpecMismatchError(f"{path}: expected an empty mapping, got {_kind(value)}")
+            raise SpecMismatchError(f"{path}: expected an empty mapping, got {_kind(value)}", path)
         return
     if not isinstance(value, Mapping):
-        raise SpecMismatchError(f"{path}: expected a mapping with keys {sorted(spec)}, got {_kind(value)}")
+        raise SpecMismatchError(f"{path}: expected a mapping with keys {sorted(spec)}, got {_kind(value)}", path)
     if set(value) != set(spec):
         missing, extra = sorted(set(spec) - set(value)), sorted(set(value) - set(spec), key=str)
-        raise SpecMismatchError(f"{path}: expected keys {sorted(spec)}; missing {missing}, unexpected {extra}")
+        raise SpecMismatchError(f"{path}: expected keys {sorted(spec)}; missing {missing}, unexpected {extra}", path)
     for key in spec:
         _check(value[key], spec[key], outer, f"{path}[{key!r}]")
 
@@ -99,9 +92,9 @@ def _check_leaf(value: Any, spec: Any, outer: tuple[int, ...], path: str) -> Non
         return
     expected = f"shape {shape} and dtype {_describe_dtype(np.dtype(spec_dtype))}"
     if not isinstance(value, np.ndarray):
-        raise SpecMismatchError(f"{path}: expected an array of {expected}, got {_kind(value)}")
+        raise SpecMismatchError(f"{path}: expected an array of {expected}, got {_kind(value)}", path)
     raise SpecMismatchError(
-        f"{path}: expected {expected}, got shape {value.shape} and dtype {_describe_dtype(value.dtype)}")
+        f"{path}: expected {expected}, got shape {value.shape} and dtype {_describe_dtype(value.dtype)}", path)
 
 
 def _kind(value: Any) -> str:

@@ -20,13 +20,17 @@ from typing import Any
 
 from policy_client import PolicyClient
 
+_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 def start_server(extra_args: list[str] | None = None, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
     """Starts `python -m policy_server.cli` on a free port; returns (process, address)."""
     cmd = [sys.executable, "-m", "policy_server.cli", "--port", "0", "--stats-interval", "0",
            "--log-level", "WARNING", *(extra_args or [])]
+    # The server imports the demo policies (--demo) from this checkout's examples/.
+    path = os.pathsep.join(p for p in (_REPO_ROOT, os.environ.get("PYTHONPATH", "")) if p)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": path})
     deadline = time.monotonic() + timeout
     assert proc.stdout is not None
     while time.monotonic() < deadline:
@@ -82,7 +86,7 @@ def _actor(address: str, seconds: float, seed: int, results: Any) -> None:
 
 def run(actors: int = 4, seconds: float = 10.0) -> dict[str, Any]:
     """Runs the demo; returns the numbers it printed."""
-    server, address = start_server()
+    server, address = start_server(["--demo"])
     try:
         print(f"policy server on {address}; {actors} actor processes for {seconds:.0f}s ...", flush=True)
         ctx = multiprocessing.get_context("spawn")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any
 
-from policy_server.serving_demo import start_server, stop_server
+from examples.serving_demo import start_server, stop_server
 
 TABLE = "uniform_table"
 COLLECT, GREEDY = "cartpole_collect", "cartpole"
@@ -148,7 +148,7 @@ def _make_agent(config: Config) -> Any:
     from tf_agents.train.utils import train_utils  # pylint: disable=import-outside-toplevel
     from tf_agents.utils import common  # pylint: disable=import-outside-toplevel
 
-    from policy_server import demo_policy  # pylint: disable=import-outside-toplevel
+    from examples import cartpole as demo_policy  # pylint: disable=import-outside-toplevel
 
     tf.random.set_seed(config.seed)
     train_step = train_utils.create_train_step()
@@ -171,14 +171,14 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
     from tf_agents.replay_buffers import reverb_replay_buffer  # pylint: disable=import-outside-toplevel
     from tf_agents.train import learner  # pylint: disable=import-outside-toplevel
 
-    from policy_client.publisher import VariablePublisher  # pylint: disable=import-outside-toplevel
+    from policy_client import VariablePublisher  # pylint: disable=import-outside-toplevel
 
     start = time.monotonic()
     root_dir = root_dir or tempfile.mkdtemp(prefix="actor_learner_")
     agent, train_step = _make_agent(config)
     replay = _replay_server(agent.collect_data_spec, config)
     reverb_address = f"127.0.0.1:{replay.port}"
-    server, policy_address = start_server(["--max-batch-size", "64"])
+    server, policy_address = start_server(["--demo", "--max-batch-size", "64"])
     ctx = multiprocessing.get_context("spawn")
     stop, reports = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_collect_actor, args=(i, policy_address, reverb_address, stop, reports),

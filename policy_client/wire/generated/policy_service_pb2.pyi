@@ -1,3 +1,4 @@
+from google.rpc import status_pb2 as _status_pb2
 from . import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -76,14 +77,6 @@ class ActionRequest(_message.Message):
     request_id: int
     def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ...) -> None: ...
 
-class Status(_message.Message):
-    __slots__ = ("code", "message")
-    CODE_FIELD_NUMBER: _ClassVar[int]
-    MESSAGE_FIELD_NUMBER: _ClassVar[int]
-    code: int
-    message: str
-    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
-
 class ActionResponse(_message.Message):
     __slots__ = ("policy_step", "version", "request_id", "error")
     POLICY_STEP_FIELD_NUMBER: _ClassVar[int]
@@ -93,8 +86,8 @@ class ActionResponse(_message.Message):
     policy_step: _types_pb2.PolicyStep
     version: int
     request_id: int
-    error: Status
-    def __init__(self, policy_step: _Optional[_Union[_types_pb2.PolicyStep, _Mapping]] = ..., version: _Optional[int] = ..., request_id: _Optional[int] = ..., error: _Optional[_Union[Status, _Mapping]] = ...) -> None: ...
+    error: _status_pb2.Status
+    def __init__(self, policy_step: _Optional[_Union[_types_pb2.PolicyStep, _Mapping]] = ..., version: _Optional[int] = ..., request_id: _Optional[int] = ..., error: _Optional[_Union[_status_pb2.Status, _Mapping]] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ("policy",)

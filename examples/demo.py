@@ -1,8 +1,8 @@
 """`make demo`: DQN on CartPole trained through the policy server (actor-learner).
 
 Usage:
-  python -m policy_server.demo              # the actor-learner run (default)
-  python -m policy_server.demo --serving    # serving only: actors + batching, no learner
+  python -m examples.demo              # the actor-learner run (default)
+  python -m examples.demo --serving    # serving only: actors + batching, no learner
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.getLogger("absl").setLevel(logging.ERROR)
     if args.serving:
-        from policy_server import serving_demo  # pylint: disable=import-outside-toplevel
+        from examples import serving_demo  # pylint: disable=import-outside-toplevel
 
         summary = serving_demo.run(args.actors or 4, args.seconds or 10.0)
         return 0 if summary["server_exit_code"] == 0 and summary["steps"] > 0 else 1
-    from policy_server import actor_learner  # pylint: disable=import-outside-toplevel
+    from examples import actor_learner  # pylint: disable=import-outside-toplevel
 
     config = actor_learner.Config()
     if args.actors:

@@ -11,7 +11,7 @@ from tf_agents.specs import array_spec
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
-from policy_client.specs import PolicySpecs
+from policy_client.wire.standins import PolicySpecs
 from policy_server.backend import Backend, VariableSpec
 
 OBSERVATION_SPEC = array_spec.ArraySpec((3,), np.float32, name="observation")
@@ -64,7 +64,7 @@ class EchoBackend(Backend):
     def variable_values(self) -> list[np.ndarray]:
         return [np.float32(self.version if self.bias is None else self.bias)]
 
-    def _assign(self, values: Any) -> None:
+    def assign_variables(self, values: Any) -> None:
         self.bias = float(values[0])
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:

@@ -15,8 +15,8 @@ from tf_agents.policies import actor_policy, epsilon_greedy_policy, greedy_polic
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from policy_server.demo_policy import ACTION_SPEC as CARTPOLE_ACTION, OBSERVATION_SPEC as CARTPOLE_OBS
-from policy_server.demo_policy import cartpole_time_step_spec
+from examples.cartpole import ACTION_SPEC as CARTPOLE_ACTION, OBSERVATION_SPEC as CARTPOLE_OBS
+from examples.cartpole import cartpole_time_step_spec
 
 
 @dataclasses.dataclass

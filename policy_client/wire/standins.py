@@ -1,9 +1,9 @@
 """Numpy-only stand-ins for TF-Agents' specs and step tuples.
 
 The client core must import without TensorFlow, and `tf_agents.specs` imports
-it. When `tf_agents` is already imported the codec decodes into TF-Agents' own
-classes; otherwise into these, which have the same fields, the same `==` and
-the same repr format.
+it. The codec decodes into these unless TF-Agents' own classes are registered
+(`policy_client.wire.tf_agents_types.register`, which RemotePolicy and the
+server do); they have the same fields, the same `==` and the same repr format.
 """
 
 from __future__ import annotations

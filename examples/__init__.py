@@ -1,0 +1,1 @@
+"""Examples and demos of tfa-policy-grpc (run from a source checkout; not installed)."""

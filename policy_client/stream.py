@@ -1,0 +1,117 @@
+"""One bidi ActionStream shared by many threads, answers matched by request_id."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Any
+
+import grpc
+
+from policy_client.wire import errors, status
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+
+
+class ActionStream:
+    """One bidi ActionStream shared by many threads; answers matched by request_id.
+
+    No reader thread: a caller waiting for its answer becomes the stream's
+    reader (leader/follower) and hands the answers of other callers over, so
+    a lone actor pays no extra thread switch per call. A watchdog cancels the
+    stream when a reader's deadline passes (next() cannot time out).
+    """
+
+    def __init__(self, stub: service_grpc.PolicyServiceStub):
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self._cond = threading.Condition()
+        self._answers: dict[int, Any] = {}
+        self._deadlines: dict[int, float] = {}
+        self._reading = False
+        self._failure: Exception | None = None
+        self._call = stub.ActionStream(iter(self._requests.get, None), wait_for_ready=True)
+        self._watchdog = threading.Thread(target=self._watch, name="action-stream-watchdog", daemon=True)
+        self._watchdog.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._failure is None
+
+    def call(self, request: service_pb.ActionRequest, deadline: float) -> service_pb.ActionResponse:
+        """Sends `request` and returns its answer.
+
+        Raises:
+          DeadlineExceededError: no answer by `deadline` (time.monotonic()).
+          UnavailableError (or another RemoteError): the stream failed; the
+            request may be sent again on a new stream.
+        """
+        key = request.request_id
+        with self._cond:
+            if self._failure is not None:
+                raise self._failure
+            self._deadlines[key] = deadline
+        self._requests.put(request)
+        try:
+            with self._cond:
+                while True:
+                    if key in self._answers:
+                        return self._answers.pop(key)
+                    if self._failure is not None:
+                        raise self._failure
+                    if not self._reading:
+                        self._reading = True
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise deadline_error()
+                    self._cond.wait(remaining)
+            return self._read_until(key)
+        finally:
+            with self._cond:
+                self._deadlines.pop(key, None)
+
+    def _read_until(self, key: int) -> service_pb.ActionResponse:
+        """As the reader: reads answers, handing others over, until `key`'s arrives."""
+        try:
+            while True:
+                response = next(self._call)
+                with self._cond:
+                    if response.request_id == key:
+                        self._reading = False
+                        self._cond.notify_all()
+                        return response
+                    self._answers[response.request_id] = response
+                    self._cond.notify_all()
+        except (grpc.RpcError, StopIteration) as e:
+            expired = key in self._deadlines and self._deadlines[key] <= time.monotonic()
+            failure = status.from_rpc_error(e) if isinstance(e, grpc.RpcError) else \
+                errors.UnavailableError("the action stream ended")
+            if isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.CANCELLED:
+                failure = errors.UnavailableError("the action stream was cancelled")
+            with self._cond:
+                self._failure = failure
+                self._reading = False
+                self._cond.notify_all()
+            raise (deadline_error() if expired else failure) from e
+
+    def _watch(self) -> None:
+        while self._failure is None:
+            time.sleep(0.05)
+            with self._cond:
+                expired = self._reading and any(d <= time.monotonic() for d in self._deadlines.values())
+            if expired:
+                self._call.cancel()
+                return
+
+    def close(self) -> None:
+        with self._cond:
+            if self._failure is None:
+                self._failure = errors.UnavailableError("the action stream is closed")
+            self._cond.notify_all()
+        self._requests.put(None)
+        self._call.cancel()
+
+
+def deadline_error() -> errors.DeadlineExceededError:
+    return errors.DeadlineExceededError("no answer within the call's deadline")

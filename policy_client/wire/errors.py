@@ -1,0 +1,114 @@
+"""The one exception vocabulary of tfa-policy-grpc, shared by client and server.
+
+Every error this library raises on purpose is a `PolicyGrpcError`. Errors that
+travel as a gRPC status are `RemoteError`s: the server raises them, the
+`status` module turns them into a `google.rpc.Status` and back, and the client
+re-raises the same class. Spec and argument problems subclass `ValueError`, as
+a local TF-Agents policy raises, so code written against a local policy
+catches them unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import grpc
+
+
+class PolicyGrpcError(Exception):
+    """Base class of every error this library raises on purpose."""
+
+
+class FieldError(PolicyGrpcError, ValueError):
+    """A value that does not fit its field.
+
+    Attributes:
+      field: the path of the offending field, e.g. "time_step.observation"
+        (empty when the problem is not in one field).
+    """
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+class CodecError(FieldError):
+    """A value or message cannot be encoded or decoded (names the problem)."""
+
+
+class SpecMismatchError(FieldError):
+    """A value does not match its spec; the message names the field."""
+
+
+class RemoteError(PolicyGrpcError):
+    """An error that travels as a gRPC status (non-OK).
+
+    Attributes:
+      code: the grpc.StatusCode it travels with.
+      details: the message.
+      fields: (field path, description) pairs; they travel as
+        google.rpc.BadRequest field violations.
+      reason: a short machine-readable cause (google.rpc.ErrorInfo.reason),
+        e.g. the Python exception type a hosted policy raised.
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, details: str, code: grpc.StatusCode | None = None, *,
+                 fields: Sequence[tuple[str, str]] = (), reason: str = ""):
+        super().__init__(details)
+        self.details = details
+        self.fields = tuple(fields)
+        self.reason = reason
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.details}"
+
+
+class InvalidArgumentError(RemoteError, ValueError):
+    """The request does not match the policy's specs (INVALID_ARGUMENT)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class PolicyNotFoundError(RemoteError, LookupError):
+    """The server hosts no policy of that name (NOT_FOUND)."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class ResourceExhaustedError(RemoteError):
+    """The policy's queue or a message size limit is full (RESOURCE_EXHAUSTED)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class UnavailableError(RemoteError, ConnectionError):
+    """The server cannot be reached or is shutting down (UNAVAILABLE)."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class FailedPreconditionError(RemoteError):
+    """The policy is not ready or refuses the operation (FAILED_PRECONDITION)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class DeadlineExceededError(RemoteError, TimeoutError):
+    """The call did not finish within its deadline (DEADLINE_EXCEEDED)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class InternalError(RemoteError):
+    """The server failed to answer, e.g. the hosted policy raised (INTERNAL)."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
+BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {cls.code: cls for cls in (
+    InvalidArgumentError, PolicyNotFoundError, ResourceExhaustedError, UnavailableError,
+    FailedPreconditionError, DeadlineExceededError, InternalError)}

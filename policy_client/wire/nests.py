@@ -1,0 +1,168 @@
+"""Nests on the wire: tf.nest structures of arrays or specs <-> `Nest` messages.
+
+A nest is a tensor or spec leaf, None, a list, a tuple, a string-keyed mapping
+(plain dicts in sorted-key order, as tf.nest and dm-tree flatten them;
+OrderedDicts in their own order) or a named tuple (its wire name and fields,
+see `registry`). `()` is TF-Agents' "no state / no info" and round-trips as `()`.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from policy_client.wire import specs, tensors
+from policy_client.wire.errors import CodecError
+from policy_client.wire.generated import types_pb2 as pb
+from policy_client.wire.registry import REGISTRY, TypeRegistry
+
+# Deeper nests are refused: no policy has them, and the receiver could not parse
+# them. Every dict / named tuple level costs three levels of protobuf message
+# nesting (Nest, NestMapping, NestEntry) and protobuf parsers (upb, C++, Java)
+# refuse messages nested more than 100 deep; 24 levels leave room for the
+# enclosing request (e.g. GetSpecsResponse.specs.time_step_spec.observation)
+# and a bounded spec leaf (Nest, ArraySpec, Bounds, Tensor).
+MAX_NEST_DEPTH = 24
+
+Leaf = Callable[[Any], Any]
+
+
+def nest_to_proto(value: Any, *, leaf: Leaf | None = None, registry: TypeRegistry = REGISTRY) -> pb.Nest:
+    """Encodes a nest of arrays, numbers, specs or None as a Nest.
+
+    Args:
+      value: the nest.
+      leaf: optional hook called on every leaf (anything but None, a list,
+        tuple, named tuple or mapping) before encoding, e.g. to convert
+        TensorFlow tensors. It may return a nest, encoded in turn.
+      registry: names named tuple classes.
+
+    Raises:
+      CodecError: unsupported leaves, non-string keys, or a nest deeper than
+        MAX_NEST_DEPTH; `field` names where.
+    """
+    msg = pb.Nest()
+    write_nest(msg, value, leaf=leaf, registry=registry)
+    return msg
+
+
+def write_nest(msg: pb.Nest, value: Any, *, path: str = "", depth: int = 0, leaf: Leaf | None = None,
+               registry: TypeRegistry = REGISTRY) -> None:
+    """Encodes a nest into `msg` in place (see nest_to_proto); `path` names the root in errors."""
+    _Writer(leaf, registry).write(msg, value, depth, path)
+
+
+class _Writer:
+    def __init__(self, leaf: Leaf | None, registry: TypeRegistry):
+        self.leaf = leaf
+        self.registry = registry
+
+    def write(self, msg: pb.Nest, value: Any, depth: int, path: str) -> None:
+        if depth > MAX_NEST_DEPTH:
+            raise CodecError(f"nest is deeper than {MAX_NEST_DEPTH} levels at {path or 'the root'}", path)
+        if self.leaf is not None and not (value is None or isinstance(value, (list, tuple, Mapping))):
+            value = self.leaf(value)
+        if isinstance(value, np.ndarray):  # the common case first
+            write_leaf(msg.tensor, value, path)
+        elif value is None:
+            msg.none.SetInParent()
+        elif isinstance(value, (np.generic, int, float, bool, bytes, str)):
+            write_leaf(msg.tensor, value, path)
+        elif isinstance(value, tuple) and hasattr(type(value), "_fields"):
+            msg.named_tuple.type_name = self.registry.wire_name(type(value))
+            for name, item in zip(type(value)._fields, value):
+                self.write(msg.named_tuple.fields.add(key=name).value, item, depth + 1, f"{path}.{name}")
+        elif isinstance(value, (list, tuple)):
+            seq = msg.list if isinstance(value, list) else msg.tuple
+            seq.SetInParent()
+            for i, item in enumerate(value):
+                self.write(seq.values.add(), item, depth + 1, f"{path}[{i}]")
+        elif isinstance(value, Mapping):
+            self._mapping(msg, value, depth, path)
+        elif specs.is_spec(value):
+            msg.spec.CopyFrom(specs.spec_to_proto(value))
+        elif hasattr(value, "__array__"):
+            write_leaf(msg.tensor, value, path)
+        else:
+            raise CodecError(f"cannot encode {type(value).__name__} at {path or 'the root'}", path)
+
+    def _mapping(self, msg: pb.Nest, value: Mapping, depth: int, path: str) -> None:
+        msg.dict.SetInParent()
+        msg.dict.ordered = isinstance(value, collections.OrderedDict)
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise CodecError(f"mapping keys must be strings, got {bad[0]!r} at {path or 'the root'}", path)
+        for key in value:
+            tensors.checked_text(key, f"mapping key at {path or 'the root'}:")
+        for key in (list(value) if msg.dict.ordered else sorted(value)):
+            self.write(msg.dict.entries.add(key=key).value, value[key], depth + 1, f"{path}[{key!r}]")
+
+
+def write_leaf(msg: pb.Tensor, value: Any, path: str) -> None:
+    """Encodes one array into `msg`; a CodecError names `path`."""
+    try:
+        tensors.write_array(msg, value)
+    except CodecError as e:
+        raise CodecError(f"{path or 'the root'}: {e}", path) from None
+
+
+def nest_from_proto(msg: pb.Nest, *, copy: bool = False, path: str = "", depth: int = 0,
+                    registry: TypeRegistry = REGISTRY) -> Any:
+    """Decodes a Nest into numpy arrays / specs in lists, tuples, dicts and named tuples.
+
+    Args:
+      msg: the message.
+      copy: copy tensor bytes into writeable arrays instead of read-only views.
+      path: how errors name the root (e.g. "time_step.observation").
+      depth: the nesting depth of the root.
+      registry: the classes named tuples and specs decode into.
+
+    Raises:
+      CodecError: an unset value, duplicate keys, a malformed leaf, or a nest
+        deeper than MAX_NEST_DEPTH; `field` names where.
+    """
+    return _Reader(copy, registry).read(msg, depth, path)
+
+
+class _Reader:
+    def __init__(self, copy: bool, registry: TypeRegistry):
+        self.copy = copy
+        self.registry = registry
+
+    def read(self, msg: pb.Nest, depth: int, path: str) -> Any:
+        if depth > MAX_NEST_DEPTH:
+            raise CodecError(f"nest is deeper than {MAX_NEST_DEPTH} levels at {path or 'the root'}", path)
+        kind = msg.WhichOneof("value")
+        try:
+            if kind == "tensor":
+                return tensors.array_from_proto(msg.tensor, copy=self.copy)
+            if kind == "spec":
+                return specs.spec_from_proto(msg.spec, self.registry)
+        except CodecError as e:
+            raise CodecError(f"{path or 'the root'}: {e}", path) from None
+        if kind in ("list", "tuple"):
+            seq = msg.list if kind == "list" else msg.tuple
+            items = [self.read(v, depth + 1, f"{path}[{i}]") for i, v in enumerate(seq.values)]
+            return items if kind == "list" else tuple(items)
+        if kind == "dict":
+            return self._mapping(msg.dict, depth, path)
+        if kind == "named_tuple":
+            fields = tuple(f.key for f in msg.named_tuple.fields)
+            try:
+                cls = self.registry.namedtuple_class(msg.named_tuple.type_name, fields)
+            except CodecError as e:
+                raise CodecError(f"{path or 'the root'}: {e}", path) from None
+            return cls._make(self.read(f.value, depth + 1, f"{path}.{f.key}") for f in msg.named_tuple.fields)
+        if kind == "none":
+            return None
+        raise CodecError(f"nest value is not set at {path or 'the root'}", path)
+
+    def _mapping(self, msg: pb.NestMapping, depth: int, path: str) -> dict:
+        result = collections.OrderedDict() if msg.ordered else {}
+        for entry in msg.entries:
+            if entry.key in result:
+                raise CodecError(f"duplicate key {entry.key!r} at {path or 'the root'}", path)
+            result[entry.key] = self.read(entry.value, depth + 1, f"{path}[{entry.key!r}]")
+        return result

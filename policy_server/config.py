@@ -1,0 +1,93 @@
+"""Server settings in two dataclasses: how requests are batched, and how the server runs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import grpc
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class BatchingConfig:
+    """How requests are merged into batches.
+
+    Attributes:
+      max_batch_size: rows per backend call; a batch closes when it is full.
+        A request holding more rows is split across batches (its rows stay in
+        order and it gets one answer), unless it is seeded or its backend is
+        not batchable: those run alone, whole.
+      max_batch_delay: seconds a batch waits after its first row for more rows.
+        The default 0 batches whatever queued while the previous batch ran
+        ("natural" batching): a lone actor never waits, and under load the
+        batches fill by themselves. A small delay (e.g. 0.002) trades latency
+        for larger batches when actors arrive spread out.
+      max_queue_size: requests waiting per policy; beyond it requests are
+        rejected with RESOURCE_EXHAUSTED.
+      allowed_batch_sizes: when set, batches are padded up to the next of these
+        sizes (for backends compiled for fixed shapes); the largest must be
+        >= max_batch_size.
+    """
+
+    max_batch_size: int = 64
+    max_batch_delay: float = 0.0
+    max_queue_size: int = 4096
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_batch_delay < 0:
+            raise ValueError(f"max_batch_delay must be >= 0, got {self.max_batch_delay}")
+        if self.max_queue_size < 1:
+            raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        sizes = tuple(sorted(self.allowed_batch_sizes))
+        if sizes and (sizes[0] < 1 or sizes[-1] < self.max_batch_size):
+            raise ValueError(f"allowed_batch_sizes {sizes} must be >= 1 and reach max_batch_size "
+                             f"{self.max_batch_size}")
+        object.__setattr__(self, "allowed_batch_sizes", sizes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How a PolicyServer runs.
+
+    Attributes:
+      address: "host:port" to bind (port 0 picks a free port), or "unix:PATH".
+      batching: batching settings of every policy.
+      max_message_bytes: largest request or response accepted.
+      stats_interval: seconds between stats lines in the log (0: never).
+      credentials: server credentials for TLS; None serves plaintext.
+      follow_checkpoints: policy name -> PolicySaver checkpoint directory
+        (`<root>/policies/checkpoints`, any tf.io.gfile path) to follow.
+      follow_reverb: policy name -> address of a Reverb server holding a
+        ReverbVariableContainer table to follow.
+      follow_interval: seconds between polls of followed sources.
+      reverb_table: the variable container's table (None: TF-Agents' default,
+        "variables").
+    """
+
+    address: str = "127.0.0.1:0"
+    batching: BatchingConfig = BatchingConfig()
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    stats_interval: float = 0.0
+    credentials: grpc.ServerCredentials | None = None
+    follow_checkpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    follow_reverb: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    follow_interval: float = 2.0
+    reverb_table: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_message_bytes < 1:
+            raise ValueError(f"max_message_bytes must be >= 1, got {self.max_message_bytes}")
+        if self.follow_interval <= 0:
+            raise ValueError(f"follow_interval must be > 0, got {self.follow_interval}")
+        object.__setattr__(self, "follow_checkpoints", dict(self.follow_checkpoints))
+        object.__setattr__(self, "follow_reverb", dict(self.follow_reverb))
+
+    @property
+    def followed(self) -> set[str]:
+        """Names of the policies whose weights follow a source."""
+        return set(self.follow_checkpoints) | set(self.follow_reverb)

@@ -1,0 +1,195 @@
+"""The PolicyService RPC handlers: each decodes, hands over to a policy, and answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator
+
+from policy_client.wire import errors, nests, status, steps, tensors
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+from policy_server import rpc
+from policy_server.assembler import PushAssembler
+from policy_server.registry import HostedPolicy, Registry
+from policy_server.validation import prepare_request
+from policy_server.weights import WeightUpdate
+
+logger = logging.getLogger(__name__)
+
+_END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
+
+
+def encode_step(step: Any) -> service_pb.ActionResponse:
+    """Worker thread: the response holding a policy step, encoded off the event loop."""
+    response = service_pb.ActionResponse()
+    steps.write_policy_step(response.policy_step, step)
+    return response
+
+
+class PolicyServicer(service_grpc.PolicyServiceServicer):
+    """Answers PolicyService RPCs from a Registry."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        # The answer queue of every open ActionStream (see end_streams).
+        self._streams: set[asyncio.Queue] = set()
+        self._streams_ended = False
+
+    def end_streams(self) -> None:
+        """Ends every open ActionStream once the answers it owes are sent.
+
+        Called by the server's `stop` after the schedulers answered every
+        accepted request: each stream stops reading, sends the answers of what
+        it has read, then ends with UNAVAILABLE, so clients reconnect (to
+        another server) instead of holding the shutdown for its grace period.
+        """
+        self._streams_ended = True
+        for answers in self._streams:
+            answers.put_nowait(_END_STREAM)
+
+    @rpc.unary
+    async def ListPolicies(self, request, context):  # noqa: N802 (gRPC method names)
+        return service_pb.ListPoliciesResponse(policies=[
+            service_pb.PolicyInfo(name=h.name, version=h.backend.version, backend=h.backend.kind,
+                                  stateful=h.stateful) for h in self.registry])
+
+    @rpc.unary
+    async def GetSpecs(self, request, context):  # noqa: N802
+        hosted = self.registry.get(request.policy)
+        return service_pb.GetSpecsResponse(specs=steps.policy_specs_to_proto(hosted.backend.specs),
+                                           version=hosted.backend.version, policy=hosted.name)
+
+    @rpc.unary
+    async def GetInitialState(self, request, context):  # noqa: N802
+        hosted = self.registry.get(request.policy)
+        batch_size = request.batch_size or None
+        state = await hosted.scheduler.run_exclusive(lambda: hosted.backend.initial_state(batch_size))
+        return service_pb.GetInitialStateResponse(state=nests.nest_to_proto(state), version=hosted.backend.version)
+
+    @rpc.unary
+    async def Action(self, request, context):  # noqa: N802
+        try:
+            return await self._answer(request)
+        except errors.RemoteError:
+            raise
+        except Exception as e:  # pylint: disable=broad-except
+            logger.exception("unexpected error answering an Action call")
+            raise status.as_remote_error(e) from e
+
+    async def ActionStream(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
+        """Answers each request of the stream once, in request order."""
+        answers: asyncio.Queue = asyncio.Queue()
+
+        async def read() -> None:
+            try:
+                async for request in request_iterator:
+                    if isinstance(request, rpc.Malformed):
+                        answers.put_nowait(_done(service_pb.ActionResponse(error=status.to_status(request.error()))))
+                    else:
+                        answers.put_nowait(asyncio.ensure_future(self._answer_in_stream(request)))
+            finally:
+                answers.put_nowait(None)
+
+        if self._streams_ended:
+            await status.abort(context, errors.UnavailableError("the server is shutting down"))
+        reader = asyncio.ensure_future(read())
+        self._streams.add(answers)
+        try:
+            while (answer := await answers.get()) is not None:
+                if answer is not _END_STREAM:
+                    yield await answer
+                    continue
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                # What was read after the schedulers closed is answered UNAVAILABLE.
+                while not answers.empty() and (answer := answers.get_nowait()) is not None:
+                    if answer is not _END_STREAM:
+                        yield await answer
+                await status.abort(context, errors.UnavailableError("the server is shutting down"))
+        finally:
+            self._streams.discard(answers)
+            reader.cancel()
+
+    @rpc.unary
+    async def GetStats(self, request, context):  # noqa: N802
+        policies = [self.registry.get(request.policy)] if request.policy else list(self.registry)
+        return service_pb.GetStatsResponse(policies=[stats_proto(h) for h in policies])
+
+    async def PushVariables(self, request_iterator, context):  # noqa: N802
+        """Checks a whole push, then hands it to the policy's weight swapper."""
+        try:
+            hosted, version, assembler = None, 0, None
+            async for request in request_iterator:
+                if isinstance(request, rpc.Malformed):
+                    raise request.error()
+                if assembler is None:
+                    hosted = self.registry.get(request.policy)
+                    version = request.version
+                    specs = hosted.backend.variable_specs()
+                    if not specs:
+                        raise errors.FailedPreconditionError(
+                            f"the {hosted.backend.kind} policy {hosted.name!r} has no variables that can be pushed")
+                    assembler = PushAssembler(specs, request.num_variables)
+                for piece in request.slices:
+                    assembler.add(piece)
+            if assembler is None:
+                raise errors.InvalidArgumentError("empty push: no PushVariablesRequest received")
+            values = assembler.values()
+            update = WeightUpdate(version=version, source="push", values=values, num_bytes=assembler.num_bytes)
+            served = await hosted.weights.apply(update)
+            return service_pb.PushVariablesResponse(version=served, num_variables=len(values),
+                                                    num_bytes=assembler.num_bytes)
+        except errors.RemoteError as e:
+            await status.abort(context, e)
+
+    @rpc.unary
+    async def GetVariables(self, request, context):  # noqa: N802
+        hosted = self.registry.get(request.policy)
+        specs = hosted.backend.variable_specs()
+        values = await hosted.scheduler.run_exclusive(hosted.backend.variable_values) \
+            if request.include_values else [None] * len(specs)
+        response = service_pb.GetVariablesResponse(version=hosted.backend.version)
+        for index, (spec, value) in enumerate(zip(specs, values)):
+            info = response.variables.add(index=index, name=spec.name, dtype=tensors.dtype_to_proto(spec.dtype)[0],
+                                          shape=spec.shape)
+            if value is not None:
+                tensors.write_array(info.value, value)
+        return response
+
+    async def _answer(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
+        hosted = self.registry.get(request.policy)
+        try:
+            prepared = prepare_request(hosted, request)
+        except errors.RemoteError:
+            hosted.stats.record_error()
+            raise
+        response, version = await hosted.scheduler.submit(prepared)
+        response.version = version
+        response.request_id = request.request_id
+        return response
+
+    async def _answer_in_stream(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
+        try:
+            return await self._answer(request)
+        except Exception as e:  # pylint: disable=broad-except
+            if not isinstance(e, errors.RemoteError):
+                logger.exception("unexpected error answering request %d", request.request_id)
+            return service_pb.ActionResponse(request_id=request.request_id, error=status.to_status(e))
+
+
+def _done(value: Any) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_result(value)
+    return future
+
+
+def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:
+    """The PolicyStats message of one hosted policy."""
+    snap = hosted.stats.snapshot()
+    return service_pb.PolicyStats(
+        policy=hosted.name, version=hosted.backend.version, requests=snap.requests, rows=snap.rows,
+        batches=snap.batches, mean_batch_size=snap.mean_batch_size, errors=snap.errors,
+        queue_wait_ms_p50=snap.queue_wait_ms_p50, queue_wait_ms_p99=snap.queue_wait_ms_p99,
+        inference_ms_p50=snap.inference_ms_p50, inference_ms_p99=snap.inference_ms_p99,
+        queue_depth=hosted.scheduler.queue_depth)

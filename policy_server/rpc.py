@@ -1,0 +1,71 @@
+"""Registers the PolicyService on a gRPC server with tolerant request parsing.
+
+gRPC deserializes a request before the handler runs; bytes that are not the
+message (or nest deeper than protobuf's limit of 100) would fail as an opaque
+INTERNAL error. Here they parse into `Malformed`, which the handlers answer
+with INVALID_ARGUMENT (per message on streams).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import grpc
+from google.protobuf.message import DecodeError
+
+from policy_client.wire import errors, status
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+
+
+class Malformed:
+    """Stands in for a request whose bytes did not parse."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def error(self) -> errors.InvalidArgumentError:
+        return errors.InvalidArgumentError(self.message, reason="DecodeError")
+
+
+def _tolerant_parser(message_type: Any) -> Any:
+    def parse(data: bytes) -> Any:
+        try:
+            return message_type.FromString(data)
+        except DecodeError as e:
+            return Malformed(f"malformed {message_type.DESCRIPTOR.name}: {e} (not this message, or nested "
+                             "deeper than protobuf's limit of 100 messages)")
+
+    return parse
+
+
+def unary(method: Any) -> Any:
+    """Wraps a unary handler: Malformed requests and errors end the call with their status."""
+
+    @functools.wraps(method)
+    async def handler(self, request, context):
+        try:
+            if isinstance(request, Malformed):
+                raise request.error()
+            return await method(self, request, context)
+        except errors.RemoteError as e:
+            await status.abort(context, e)
+
+    return handler
+
+
+def add_to_server(servicer: Any, server: grpc.aio.Server) -> None:
+    """Registers `servicer` like the generated add_PolicyServiceServicer_to_server, with tolerant parsing."""
+    service = service_pb.DESCRIPTOR.services_by_name["PolicyService"]
+    factories = {(False, False): grpc.unary_unary_rpc_method_handler,
+                 (True, False): grpc.stream_unary_rpc_method_handler,
+                 (False, True): grpc.unary_stream_rpc_method_handler,
+                 (True, True): grpc.stream_stream_rpc_method_handler}
+    handlers = {}
+    for method in service.methods:
+        factory = factories[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant_parser(getattr(service_pb, method.input_type.name)),
+            response_serializer=getattr(service_pb, method.output_type.name).SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -1,0 +1,279 @@
+"""The batch scheduler: one policy's queue, its batch loop and its inference thread.
+
+Every call into a backend (inference, initial state, reading or swapping
+weights) runs on the scheduler's one worker thread, between two batches:
+that thread is the policy's only lock, so no batch ever sees a mix of two
+versions and the event loop never runs a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import time
+from typing import Any, Callable
+
+from policy_client.wire import errors
+from policy_server import batching
+from policy_server.backend import Backend, UnsupportedSeedError
+from policy_server.batching import Request
+from policy_server.config import BatchingConfig
+from policy_server.stats import PolicyStats
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Exclusive:
+    fn: Callable[[], Any]
+    future: asyncio.Future
+    swap: bool
+
+
+class BatchScheduler:
+    """Merges one policy's requests into batched backend calls.
+
+    Args:
+      backend: the policy.
+      config: batching settings.
+      stats: where traffic is counted.
+      postprocess: called on the worker thread with each answer's PolicyStep
+        (numpy), e.g. to encode the response off the event loop.
+    """
+
+    def __init__(self, backend: Backend, config: BatchingConfig, stats: PolicyStats,
+                 postprocess: Callable[[Any], Any] = lambda step: step):
+        self.backend = backend
+        self.config = config
+        self.stats = stats
+        self._postprocess = postprocess
+        self._pending: collections.deque[Request] = collections.deque()
+        self._exclusive: collections.deque[_Exclusive] = collections.deque()
+        self._open_splits = 0
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self._task: asyncio.Task | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        """Requests (and pieces of split requests) waiting for a batch."""
+        return len(self._pending)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def submit(self, request: Request) -> asyncio.Future:
+        """Queues a request; the future resolves to (answer, version).
+
+        A batchable, unseeded request with more rows than max_batch_size is
+        queued as consecutive pieces (see batching.split_request) and
+        answered once, whole.
+
+        Raises:
+          UnavailableError: shutting down.
+          ResourceExhaustedError: the queue is full.
+        """
+        if self._closing:
+            raise errors.UnavailableError("the server is shutting down")
+        if len(self._pending) >= self.config.max_queue_size:
+            self.stats.record_error()
+            raise errors.ResourceExhaustedError(
+                f"the policy's queue is full ({self.config.max_queue_size} requests waiting)")
+        request.future = asyncio.get_running_loop().create_future()
+        if request.rows > self.config.max_batch_size and batching.can_join(request, self.backend.batchable):
+            pieces = batching.split_request(request, self.config.max_batch_size)
+            for piece in pieces:
+                piece.future = request.future
+            self._pending.extend(pieces)
+            self._open_splits += 1
+        else:
+            self._pending.append(request)
+        self._wakeup.set()
+        return request.future
+
+    async def run_exclusive(self, fn: Callable[[], Any], *, swap: bool = False) -> Any:
+        """Runs `fn` on the worker thread between two batches and returns its result.
+
+        Args:
+          fn: what to run (it may call the backend).
+          swap: `fn` changes the weights: it waits until no split request is
+            half-served, so every answer comes from one version.
+
+        Raises:
+          UnavailableError: the scheduler has shut down.
+          Exception: whatever `fn` raised.
+        """
+        if self._task is None or self._task.done():
+            raise errors.UnavailableError("the server is shutting down")
+        future = asyncio.get_running_loop().create_future()
+        self._exclusive.append(_Exclusive(fn, future, swap))
+        self._wakeup.set()
+        return await future
+
+    def stop_accepting(self) -> None:
+        """From now on `submit` refuses requests with UNAVAILABLE (queued ones still run)."""
+        self._closing = True
+        self._wakeup.set()
+
+    async def close(self) -> None:
+        """Stops accepting requests, answers every queued one, then returns."""
+        self.stop_accepting()
+        if self._task is not None:
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    # ------------------------------------------------------------ the loop
+
+    async def _loop(self) -> None:
+        while True:
+            await self._run_exclusive_work()
+            if not self._pending:
+                if self._closing and not self._exclusive:
+                    return
+                if not self._exclusive:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                continue
+            await self._fill(self._pending[0])
+            batch = batching.take_batch(self._pending, self.config.max_batch_size, self.backend.batchable)
+            try:
+                await self._run(batch)
+            except Exception as e:  # pylint: disable=broad-except
+                # Never let the loop die: every accepted request gets an answer.
+                logger.exception("batch of %d requests failed outside inference", len(batch))
+                for request in batch:
+                    _settle(request.future, errors.InternalError(f"batch failed: {type(e).__name__}: {e}"))
+
+    async def _run_exclusive_work(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(len(self._exclusive)):
+            work = self._exclusive.popleft()
+            if work.swap and self._open_splits:
+                self._exclusive.append(work)  # after the split requests in flight
+                continue
+            try:
+                result = await loop.run_in_executor(self._executor, work.fn)
+            except Exception as e:  # pylint: disable=broad-except
+                _settle(work.future, e)
+            else:
+                _settle(work.future, result)
+
+    async def _fill(self, first: Request) -> None:
+        """Waits until the batch is full or max_batch_delay after its first row."""
+        if not batching.can_join(first, self.backend.batchable):
+            return  # it runs alone: waiting for company would only add latency
+        deadline = first.arrival + self.config.max_batch_delay
+        while not self._closing:
+            if sum(r.size for r in self._pending) >= self.config.max_batch_size:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except asyncio.TimeoutError:
+                return
+
+    async def _run(self, batch: list[Request]) -> None:
+        start = time.monotonic()
+        outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, batch)
+        inference = time.monotonic() - start
+        failures = answered = answered_rows = 0
+        for request, outcome in zip(batch, outcomes):
+            failed = isinstance(outcome, BaseException)
+            failures += failed and request.split is None
+            answered += not failed and request.split is None
+            answered_rows += 0 if failed else request.size
+            if request.split is not None:
+                await self._piece_done(request, outcome)
+            else:
+                _settle(request.future, outcome)
+        self.stats.record_error(failures)
+        self.stats.record_batch(answered, answered_rows, [start - r.arrival for r in batch], inference,
+                                batch_rows=sum(r.size for r in batch))
+
+    async def _piece_done(self, piece: Request, outcome: Any) -> None:
+        """Records one piece; answers the whole request once its last piece has run."""
+        whole = piece.split
+        whole.done += 1
+        if isinstance(outcome, BaseException):
+            whole.error = whole.error or outcome
+        else:
+            whole.steps[piece.piece] = outcome
+        if not whole.complete:
+            return
+        try:
+            if whole.error is not None:
+                self.stats.record_error()
+                _settle(piece.future, whole.error)
+                return
+            version = whole.steps[0][1]
+            steps = [whole.steps[i][0] for i in range(whole.pieces)]
+            merge = lambda: (self._postprocess(batching.concat(steps)), version)  # noqa: E731
+            _settle(piece.future, await asyncio.get_running_loop().run_in_executor(self._executor, merge))
+            self.stats.record_requests(1)
+        except Exception as e:  # pylint: disable=broad-except
+            _settle(piece.future, _as_error(e, self.backend))
+        finally:
+            self._open_splits -= 1
+
+    # ------------------------------------------------------------ worker thread
+
+    def _infer(self, batch: list[Request]) -> list[Any]:
+        """One backend call for the batch; one outcome per request: (answer, version) or an error."""
+        version = self.backend.version
+        if not self.backend.batchable:
+            return [_guarded(lambda r=r: self._direct(r, version), self.backend) for r in batch]
+        try:
+            return self._batched(batch, version)
+        except Exception as e:  # pylint: disable=broad-except
+            if len(batch) == 1:
+                return [_as_error(e, self.backend)]
+            # Keep one bad request from failing its neighbours: retry one by one.
+            logger.warning("batch of %d requests failed (%s); retrying them one by one", len(batch), e)
+            return [_guarded(lambda r=r: self._batched([r], version)[0], self.backend) for r in batch]
+
+    def _direct(self, request: Request, version: int) -> Any:
+        step = self.backend.action(request.time_step, request.policy_state, request.seed)
+        return self._postprocess(step), version
+
+    def _batched(self, batch: list[Request], version: int) -> list[Any]:
+        leaves, rows = batching.stack(batch)
+        seed = batch[0].seed
+        if seed is None:  # a seeded call runs as the client sent it: padding would change its draws
+            leaves = batching.pad(leaves, rows, batching.padded_size(rows, self.config.allowed_batch_sizes))
+        steps = batching.split(self.backend.action_flat(leaves, seed), batch)
+        # Pieces of a split request stay numpy until the whole request is joined.
+        return [(step if r.split is not None else self._postprocess(step), version) for r, step in zip(batch, steps)]
+
+
+def _settle(future: asyncio.Future | None, outcome: Any) -> None:
+    """Answers a future once (a caller that went away leaves it cancelled)."""
+    if future is None or future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+
+
+def _guarded(fn: Callable[[], Any], backend: Backend) -> Any:
+    """Returns fn(), or the error its exception is answered with."""
+    try:
+        return fn()
+    except Exception as e:  # pylint: disable=broad-except
+        return _as_error(e, backend)
+
+
+def _as_error(error: Exception, backend: Backend) -> errors.RemoteError:
+    if isinstance(error, errors.RemoteError):
+        return error
+    if isinstance(error, UnsupportedSeedError):
+        return errors.InvalidArgumentError(f"seed: {error}", fields=(("seed", str(error)),))
+    logger.exception("inference failed on %s backend", backend.kind, exc_info=error)
+    return errors.InternalError(f"inference failed: {type(error).__name__}: {error}", reason=type(error).__name__)

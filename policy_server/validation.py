@@ -1,0 +1,48 @@
+"""Request validation: an ActionRequest decoded and checked against the policy's specs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from policy_client.wire import errors, nests, steps, tf_agents_types
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.spec_check import check_nest
+from policy_server.batching import Request
+from policy_server.registry import HostedPolicy
+
+# Requests decode into TF-Agents' own TimeStep (hosted py policies call its methods).
+tf_agents_types.register()
+
+
+def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> Request:
+    """Decodes and validates an ActionRequest against the policy's specs.
+
+    Raises:
+      InvalidArgumentError: naming the field (a google.rpc.BadRequest field
+        violation), expected vs got.
+    """
+    specs = hosted.backend.specs
+    rows = request.batch_size
+    outer = (rows,) if rows else ()
+    seed = request.seed if request.HasField("seed") else None
+    if seed is not None and not hosted.backend.supports_seed:
+        message = f"seed: the {hosted.backend.kind} policy {hosted.name!r} cannot take a per-call seed"
+        raise errors.InvalidArgumentError(message, fields=(("seed", message),))
+    try:
+        if not request.HasField("time_step"):
+            raise errors.CodecError("time_step is not set", "time_step")
+        time_step = steps.time_step_from_proto(request.time_step)
+        check_nest(time_step, specs.time_step_spec, outer_shape=outer, path="time_step")
+        state: Any = ()
+        if request.HasField("policy_state"):
+            state = nests.nest_from_proto(request.policy_state, path="policy_state")
+            check_nest(state, specs.policy_state_spec, outer_shape=outer, path="policy_state")
+            if not hosted.stateful:
+                state = ()
+        elif hosted.stateful:
+            raise errors.SpecMismatchError("policy_state: the policy is stateful, but the request carries no "
+                                           "state (start from GetInitialState)", "policy_state")
+    except errors.FieldError as e:
+        raise errors.InvalidArgumentError(str(e), fields=((e.field, str(e)),) if e.field else (),
+                                          reason=type(e).__name__) from None
+    return Request(time_step=time_step, policy_state=state, rows=rows, seed=seed)

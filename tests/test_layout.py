@@ -1,0 +1,74 @@
+"""The shape of the code: import direction, the public wire layer, module sizes, demos outside packages."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+MAX_LINES = 400
+
+
+def modules(package: str) -> list[pathlib.Path]:
+    return sorted(p for p in (ROOT / package).rglob("*.py") if "generated" not in p.parts)
+
+
+def imports(path: pathlib.Path) -> list[tuple[str, list[str]]]:
+    """(module, names) of every import statement in a file, nested ones included."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.append((node.module, [alias.name for alias in node.names]))
+    return found
+
+
+@pytest.mark.parametrize("path", modules("policy_client"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_client_never_imports_the_server(path):
+    assert not [m for m, _ in imports(path) if m.split(".")[0] in ("policy_server", "examples", "tests")]
+
+
+@pytest.mark.parametrize("path", modules("policy_server"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_server_reaches_the_client_only_through_the_public_wire_layer(path):
+    for module, names in imports(path):
+        if module.split(".")[0] in ("examples", "tests"):
+            pytest.fail(f"{path.name} imports {module}")
+        if module.split(".")[0] != "policy_client":
+            continue
+        assert module == "policy_client.wire" or module.startswith("policy_client.wire."), \
+            f"{path.name} imports {module}, outside the wire layer"
+        assert not any(part.startswith("_") for part in module.split(".")), f"{path.name} imports {module}"
+        assert not [n for n in names if n.startswith("_")], f"{path.name} imports private names {names}"
+
+
+@pytest.mark.parametrize("path", modules("policy_client/wire"), ids=lambda p: p.name)
+def test_the_wire_layer_imports_no_tensorflow_at_module_level(path):
+    tree = ast.parse(path.read_text())
+    top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    names = [a.name for n in top if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module for n in top if isinstance(n, ast.ImportFrom) and n.module]
+    assert not [n for n in names if n.split(".")[0] in ("tensorflow", "tf_agents", "keras")]
+
+
+@pytest.mark.parametrize("path", modules("policy_client") + modules("policy_server") + modules("examples"),
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_modules_are_small_and_documented(path):
+    text = path.read_text()
+    assert len(text.splitlines()) <= MAX_LINES, f"{path.name} has more than {MAX_LINES} lines"
+    assert ast.get_docstring(ast.parse(text)), f"{path.name} has no module docstring"
+
+
+def test_generated_code_is_fenced_in_its_own_package():
+    generated = ROOT / "policy_client" / "wire" / "generated"
+    assert sorted(p.name for p in generated.iterdir() if p.suffix in (".py", ".pyi")) == [
+        "__init__.py", "policy_service_pb2.py", "policy_service_pb2.pyi", "policy_service_pb2_grpc.py",
+        "types_pb2.py", "types_pb2.pyi", "types_pb2_grpc.py"]
+    assert not list((ROOT / "policy_client").glob("*_pb2*.py")) and not list((ROOT / "policy_server").glob("*_pb2*"))
+
+
+def test_no_demo_lives_in_a_package():
+    for package in ("policy_client", "policy_server"):
+        assert not [p.name for p in (ROOT / package).rglob("*.py") if "demo" in p.name], package

@@ -1,96 +1,121 @@
-"""Benchmark worker processes: light actors (numpy + gRPC only) and the raw echo server."""
+"""Benchmark processes: actors (local policy, RemotePolicy, PolicyClient, echo), the echo server, the RSS floor."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import queue
-import resource
+import sys
 import time
-from typing import Any
+import traceback
+from typing import Any, Callable
 
 import grpc
 import numpy as np
 
+from bench import workloads
+
 ECHO_SERVICE = "bench.Echo"
+KINDS = ("local", "remote", "client", "echo")
+TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat and /proc/stat count in these
 
 
-def cartpole_time_step(rows: int = 0) -> Any:
-    """A CartPole time step: unbatched (rows=0) or with `rows` rows."""
+def cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    total = sum(values[:8])  # user nice system idle iowait irq softirq steal (guest is inside user)
+    return total - values[3] - values[4], total
+
+
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """VmHWM (peak resident set) of a process in MiB, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+# ------------------------------------------------------------------ callers
+
+
+def _local_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_agents.policies import py_tf_eager_policy  # pylint: disable=import-outside-toplevel
+    from tf_agents.trajectories import time_step as ts  # pylint: disable=import-outside-toplevel
+
+    policy = py_tf_eager_policy.PyTFEagerPolicy(workloads.policy_for(workload), use_tf_function=True)
+    observations = workloads.Observations(workload, seed)
+    return (lambda: policy.action(ts.TimeStep(**workloads.step_fields(observations(rows), rows)))), (lambda: None)
+
+
+def _remote_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from tf_agents.trajectories import time_step as ts  # pylint: disable=import-outside-toplevel
+
+    from policy_client import RemotePolicy  # pylint: disable=import-outside-toplevel
+
+    policy = RemotePolicy(address, workload)
+    observations = workloads.Observations(workload, seed)
+    return (lambda: policy.action(ts.TimeStep(**workloads.step_fields(observations(rows), rows)))), policy.close
+
+
+def _client_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
+    from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
     from policy_client.wire.standins import TimeStep  # pylint: disable=import-outside-toplevel
 
-    outer = (rows,) if rows else ()
-    rng = np.random.default_rng(rows)
-    return TimeStep(step_type=np.ones(outer, np.int32), reward=np.ones(outer, np.float32),
-                    discount=np.ones(outer, np.float32),
-                    observation=rng.uniform(-0.1, 0.1, size=outer + (4,)).astype(np.float32))
+    client = PolicyClient(address, workload)
+    observations = workloads.Observations(workload, seed)
+    return (lambda: client.action(TimeStep(**workloads.step_fields(observations(rows), rows)),
+                                  batch_size=rows)), client.close
 
 
-def request_bytes(rows: int = 0) -> bytes:
-    """The serialized ActionRequest of a CartPole time step (for the echo payload)."""
+def _echo_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
+    """Raw bidi stream: a real encoded ActionRequest out per call, the echo server's fixed bytes back."""
     from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
+    from policy_client.wire.standins import TimeStep  # pylint: disable=import-outside-toplevel
 
-    client = PolicyClient("127.0.0.1:1", "cartpole")
-    data = client.encode_request(cartpole_time_step(rows), batch_size=rows).SerializeToString()
-    client.close()
-    return data
-
-
-def serve_echo(port_queue: Any, stop: Any) -> None:
-    """Process: a grpc.aio server echoing bytes on unary and bidi-stream methods."""
-
-    async def unary(request: bytes, context: Any) -> bytes:
-        return request
-
-    async def stream(request_iterator: Any, context: Any) -> Any:
-        async for request in request_iterator:
-            yield request
-
-    async def main() -> None:
-        server = grpc.aio.server()
-        handler = grpc.method_handlers_generic_handler(ECHO_SERVICE, {
-            "Unary": grpc.unary_unary_rpc_method_handler(unary),
-            "Stream": grpc.stream_stream_rpc_method_handler(stream)})
-        server.add_generic_rpc_handlers((handler,))
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        port_queue.put(port)
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
-        await server.stop(1)
-
-    asyncio.run(main())
-
-
-def _echo_caller(address: str, mode: str, payload: bytes) -> tuple[Any, Any]:
+    encoder = PolicyClient("127.0.0.1:1", workload)  # encode_request only; never connects
+    observations = workloads.Observations(workload, seed)
     channel = grpc.insecure_channel(address)
-    if mode == "unary":
-        method = channel.unary_unary(f"/{ECHO_SERVICE}/Unary")
-        return (lambda: method(payload)), channel
     requests: queue.SimpleQueue = queue.SimpleQueue()
     responses = channel.stream_stream(f"/{ECHO_SERVICE}/Stream")(iter(requests.get, None))
 
     def call() -> bytes:
-        requests.put(payload)
+        step = TimeStep(**workloads.step_fields(observations(rows), rows))
+        requests.put(encoder.encode_request(step, batch_size=rows).SerializeToString())
         return next(responses)
 
-    call.close = lambda: requests.put(None)  # type: ignore[attr-defined]
-    return call, channel
+    def close() -> None:
+        requests.put(None)
+        channel.close()
+        encoder.close()
+
+    return call, close
 
 
-def _policy_caller(address: str, mode: str, rows: int) -> tuple[Any, Any]:
-    from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
-
-    client = PolicyClient(address, "cartpole", transport=mode)
-    time_step = cartpole_time_step(rows)
-    return (lambda: client.action(time_step, batch_size=rows)), client
+CALLERS = {"local": _local_caller, "remote": _remote_caller, "client": _client_caller, "echo": _echo_caller}
 
 
-def timed_loop(call: Any, seconds: float, warmup: float) -> np.ndarray:
-    """Calls `call` back to back; returns the latencies (s) after the warm-up."""
+# ------------------------------------------------------------------ actor process
+
+
+def _measure(call: Callable, start_at: float, warmup: float, seconds: float) -> tuple[np.ndarray, float]:
+    """Closed loop from `start_at` (time.time()): `warmup` s discarded, then `seconds` s measured."""
+    time.sleep(max(0.0, start_at - time.time()))
     end_warmup = time.perf_counter() + warmup
     while time.perf_counter() < end_warmup:
         call()
     latencies = []
+    cpu0 = cpu_seconds()
     end = time.perf_counter() + seconds
     while True:
         t0 = time.perf_counter()
@@ -98,25 +123,79 @@ def timed_loop(call: Any, seconds: float, warmup: float) -> np.ndarray:
             break
         call()
         latencies.append(time.perf_counter() - t0)
-    return np.array(latencies)
+    return np.array(latencies, np.float32), cpu_seconds() - cpu0
 
 
-def worker(commands: Any, results: Any) -> None:
-    """Process: runs ('echo'|'policy', address, mode, arg, seconds, warmup, start_at) commands."""
+def actor(index: int, commands: Any, results: Any) -> None:
+    """Process: answers ("prepare", key, kind, workload, address, rows), ("run", key, start_at, warmup,
+    seconds) and ("close", key) commands; None ends it. Replies go to `results` as (tag, index, payload)."""
+    callers: dict[Any, tuple[Callable, Callable]] = {}
     while True:
         command = commands.get()
         if command is None:
-            return
-        kind, address, mode, arg, seconds, warmup, start_at = command
-        call, closer = (_echo_caller if kind == "echo" else _policy_caller)(address, mode, arg)
-        call()  # connect before the synchronized start
-        time.sleep(max(0.0, start_at - time.time()))
-        timed_loop(call, warmup, 0.0)  # warm-up, discarded
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        latencies = timed_loop(call, seconds, 0.0)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        results.put((latencies, cpu))
-        if hasattr(call, "close"):
-            call.close()
-        closer.close()
+            break
+        try:
+            op, key = command[0], command[1]
+            if op == "prepare":
+                kind, workload, address, rows = command[2:]
+                if key not in callers:
+                    callers[key] = CALLERS[kind](workload, address, rows, seed=1000 * index + rows)
+                for _ in range(3):  # trace / connect before any clock starts
+                    callers[key][0]()
+                results.put(("ready", index, {"rss_mb": peak_rss_mb()}))
+            elif op == "run":
+                latencies, cpu = _measure(callers[key][0], *command[2:])
+                results.put(("done", index, {"latencies": latencies, "cpu_s": cpu, "rss_mb": peak_rss_mb(),
+                                             "tensorflow_imported": "tensorflow" in sys.modules}))
+            elif op == "close":
+                callers.pop(key, (None, lambda: None))[1]()
+                results.put(("closed", index, {}))
+        except Exception:  # pylint: disable=broad-except
+            results.put(("error", index, {"traceback": traceback.format_exc()}))
+    for _, close in callers.values():
+        try:
+            close()
+        except Exception:  # pylint: disable=broad-except
+            pass
+    results.close()
+    results.join_thread()  # every reply is in the pipe: skip TensorFlow's slow interpreter teardown
+    os._exit(0)  # pylint: disable=protected-access
+
+
+def rss_floor(results: Any) -> None:
+    """Process: imports only tensorflow and tf_agents (what a PyPolicy user imports); reports VmHWM."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    import tf_agents  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    from tf_agents.policies import py_policy  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    from tf_agents.trajectories import time_step  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
+    results.put(("floor", -1, {"rss_mb": peak_rss_mb()}))
+    results.close()
+    results.join_thread()
+    os._exit(0)  # pylint: disable=protected-access
+
+
+# ------------------------------------------------------------------ echo server process
+
+
+def serve_echo(address: str, response: bytes, port_queue: Any, stop: Any) -> None:
+    """Process: a grpc.aio bidi-stream server answering every message with the fixed `response` bytes."""
+
+    async def stream(request_iterator: Any, context: Any) -> Any:
+        async for _ in request_iterator:
+            yield response
+
+    async def main() -> None:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 << 20)])
+        handler = grpc.method_handlers_generic_handler(ECHO_SERVICE, {
+            "Stream": grpc.stream_stream_rpc_method_handler(stream)})
+        server.add_generic_rpc_handlers((handler,))
+        port = server.add_insecure_port(address)
+        await server.start()
+        port_queue.put(address if address.startswith("unix:") else f"127.0.0.1:{port}")
+        while not stop.is_set():
+            await asyncio.sleep(0.1)
+        await server.stop(0.5)
+
+    asyncio.run(main())

@@ -37,9 +37,9 @@ def start_server(extra_args: list[str] | None = None, timeout: float = 120.0) ->
         line = proc.stdout.readline()
         if not line:
             break
-        match = re.search(r"policy-server serving .* on (\S+):(\d+)", line)
+        match = re.search(r"policy-server serving .* on (\S+)$", line.strip())
         if match:
-            return proc, f"{match.group(1)}:{match.group(2)}"
+            return proc, match.group(1)
     proc.kill()
     raise RuntimeError(f"policy server did not start (exit code {proc.poll()})")
 

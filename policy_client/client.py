@@ -18,6 +18,7 @@ from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.standins import PolicySpecs
+from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,10 +129,24 @@ class PolicyClient:
                     self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="policy-client")
         return self._executor.submit(self.send, request)
 
-    def send(self, request: service_pb.ActionRequest) -> ActionResult:
-        """Sends a prepared request and decodes the answer (retrying UNAVAILABLE until the deadline)."""
+    def encode_leaves(self, plan: RequestPlan, leaves: Sequence[Any], *, batch_size: int = 0,
+                      seed: int | None = None) -> service_pb.ActionRequest:
+        """Builds an ActionRequest from the leaves of a conforming (time_step, state) (see RequestPlan)."""
+        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids))
+        plan.write(request.time_step, request.policy_state, leaves)
+        if seed is not None:
+            request.seed = int(seed)
+        return request
+
+    def send(self, request: service_pb.ActionRequest, plan: AnswerPlan | None = None,
+             outer: tuple[int, ...] = ()) -> ActionResult:
+        """Sends a prepared request and decodes the answer (retrying UNAVAILABLE until the deadline).
+
+        With `plan`, an answer whose leaves all have their specs' dtypes and
+        shapes (outer + spec shape) is decoded leaf by leaf.
+        """
         if self.transport == "unary":
-            return _decode(self._unary(self._stub.Action, request))
+            return _decode(self._unary(self._stub.Action, request), plan, outer)
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -146,7 +161,7 @@ class PolicyClient:
                 time.sleep(0.05)
         if response.HasField("error"):
             raise status.from_status(response.error)
-        return _decode(response)
+        return _decode(response, plan, outer)
 
     def close(self) -> None:
         """Closes the stream and the channel."""
@@ -179,6 +194,9 @@ class PolicyClient:
             raise status.from_rpc_error(e) from e
 
 
-def _decode(response: service_pb.ActionResponse) -> ActionResult:
-    return ActionResult(wire.policy_step_from_proto(response.policy_step, copy=True), response.version)
+def _decode(response: service_pb.ActionResponse, plan: AnswerPlan | None, outer: tuple[int, ...]) -> ActionResult:
+    step = plan.read(response.policy_step, outer) if plan is not None else None
+    if step is None:
+        step = wire.policy_step_from_proto(response.policy_step, copy=True)
+    return ActionResult(step, response.version)
 

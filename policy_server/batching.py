@@ -12,7 +12,7 @@ import bisect
 import collections
 import dataclasses
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import tree
@@ -23,8 +23,11 @@ class Request:
     """One accepted request: validated numpy values and the future of its answer.
 
     Attributes:
-      time_step, policy_state: the values; with `rows` > 0 every leaf has an
-        outer dimension of `rows`, with 0 they have exactly the spec shapes.
+      leaves: the leaves of (time_step, policy_state) in dm-tree order; with
+        `rows` > 0 every leaf has an outer dimension of `rows`, with 0 they
+        have exactly the spec shapes.
+      rows: the number of outer rows (0: unbatched).
+      unflatten: rebuilds (time_step, policy_state) from leaves.
       seed: a per-call seed; a seeded request runs alone.
       arrival: when it was accepted (time.monotonic()).
       future: resolves to (answer, version).
@@ -33,19 +36,33 @@ class Request:
       piece: the piece's index within its split.
     """
 
-    time_step: Any
-    policy_state: Any
+    leaves: list[np.ndarray]
     rows: int
+    unflatten: Callable[[list], tuple[Any, Any]]
     seed: int | None = None
     arrival: float = dataclasses.field(default_factory=time.monotonic)
     future: asyncio.Future | None = None
     split: "Split | None" = None
     piece: int = 0
 
+    @classmethod
+    def from_nests(cls, time_step: Any, policy_state: Any, rows: int, seed: int | None = None) -> "Request":
+        """A request holding these nests (their structure is kept for `unflatten`)."""
+        structure = (time_step, policy_state)
+        return cls(tree.flatten(structure), rows, lambda leaves: tree.unflatten_as(structure, leaves), seed)
+
     @property
     def size(self) -> int:
         """Rows it adds to a batch (an unbatched request is one row)."""
         return max(self.rows, 1)
+
+    @property
+    def time_step(self) -> Any:
+        return self.unflatten(self.leaves)[0]
+
+    @property
+    def policy_state(self) -> Any:
+        return self.unflatten(self.leaves)[1]
 
 
 @dataclasses.dataclass
@@ -56,7 +73,8 @@ class Split:
       request: the whole request (its future is answered once, when every
         piece has run).
       pieces: how many pieces it was cut into.
-      steps: the PolicySteps of the pieces that ran, by piece index.
+      steps: (leaves of the answer, version, the batch's PolicyStep for its
+        structure) of the pieces that ran, by piece index.
       error: the first failure of a piece, if any.
     """
 
@@ -98,12 +116,13 @@ def stack(requests: Sequence[Request]) -> tuple[list[np.ndarray], int]:
     Returns:
       (leaves in dm-tree / tf.nest order, number of rows).
     """
-    flat = [tree.flatten((r.time_step, r.policy_state)) for r in requests]
     rows = sum(r.size for r in requests)
     if len(requests) == 1 and requests[0].rows:
-        return flat[0], rows
-    leaves = [np.concatenate([f[i] if r.rows else f[i][None] for f, r in zip(flat, requests)])
-              for i in range(len(flat[0]))]
+        return requests[0].leaves, rows
+    if all(not r.rows for r in requests):
+        return [np.stack(column) for column in zip(*(r.leaves for r in requests))], rows
+    leaves = [np.concatenate([x if r.rows else x[None] for x, r in zip(column, requests)])
+              for column in zip(*(r.leaves for r in requests))]
     return leaves, rows
 
 
@@ -128,16 +147,14 @@ def pad(leaves: list[np.ndarray], rows: int, size: int) -> list[np.ndarray]:
     return [np.concatenate([x, np.repeat(x[-1:], size - rows, axis=0)]) for x in leaves]
 
 
-def split(step: Any, requests: Sequence[Request]) -> list[Any]:
-    """Cuts a batched step (nest of arrays, padding rows last) into one step per request.
+def split(leaves: Sequence[np.ndarray], requests: Sequence[Request]) -> list[list[np.ndarray]]:
+    """Cuts the leaves of a batched answer (padding rows last) into each request's leaves (views).
 
     Unbatched requests get their row without the outer dimension.
     """
-    out = tree.flatten(step)
     results, start = [], 0
     for r in requests:
-        rows_of = [x[start] if not r.rows else x[start:start + r.rows] for x in out]
-        results.append(tree.unflatten_as(step, rows_of))
+        results.append([x[start] for x in leaves] if not r.rows else [x[start:start + r.rows] for x in leaves])
         start += r.size
     return results
 
@@ -152,14 +169,13 @@ def split_request(request: Request, max_rows: int) -> list[Request]:
     pieces = []
     for index, start in enumerate(starts):
         stop = min(start + max_rows, request.rows)
-        cut = lambda nest, a=start, b=stop: tree.map_structure(lambda x: x[a:b], nest)  # noqa: E731
-        pieces.append(Request(cut(request.time_step), cut(request.policy_state), stop - start,
+        pieces.append(Request([x[start:stop] for x in request.leaves], stop - start, request.unflatten,
                               arrival=request.arrival, split=whole, piece=index))
     return pieces
 
 
-def concat(steps: Sequence[Any]) -> Any:
-    """The pieces' steps joined back along the outer axis, in order."""
-    if len(steps) == 1:
-        return steps[0]
-    return tree.map_structure(lambda *xs: np.concatenate(xs), *steps)
+def concat(pieces: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
+    """The pieces' leaves joined back along the outer axis, in order."""
+    if len(pieces) == 1:
+        return list(pieces[0])
+    return [np.concatenate(column) for column in zip(*pieces)]

@@ -31,6 +31,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "(greedy) and 'cartpole_collect' (epsilon-greedy); needs a source checkout")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
+    parser.add_argument("--address", default=None,
+                        help="full address to bind instead of --host/--port, e.g. unix:/run/policy.sock")
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
                         help="rows per inference call (default: %(default)s)")
     parser.add_argument("--max-batch-delay-ms", type=float, default=defaults.max_batch_delay * 1e3,
@@ -123,7 +125,7 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
 async def serve(args: argparse.Namespace) -> None:
     from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
 
-    config = ServerConfig(address=f"{args.host}:{args.port}", batching=batching_config(args),
+    config = ServerConfig(address=args.address or f"{args.host}:{args.port}", batching=batching_config(args),
                           max_message_bytes=args.max_message_mb << 20, stats_interval=args.stats_interval,
                           follow_checkpoints=_pairs(args.follow_checkpoints, "--follow-checkpoints"),
                           follow_reverb=_pairs(args.follow_reverb, "--follow-reverb"),
@@ -132,8 +134,8 @@ async def serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
-    port = await server.start(wait_until_loaded=False)
-    print(f"policy-server listening on {args.host}:{port} (loading policies)", flush=True)
+    await server.start(wait_until_loaded=False)
+    print(f"policy-server listening on {server.bound_address} (loading policies)", flush=True)
     try:
         await server.wait_until_loaded()
     except asyncio.CancelledError:
@@ -141,7 +143,7 @@ async def serve(args: argparse.Namespace) -> None:
             raise
     else:
         names = ", ".join(h.name for h in server.registry)
-        print(f"policy-server serving {names} on {args.host}:{port}", flush=True)
+        print(f"policy-server serving {names} on {server.bound_address}", flush=True)
     await server.wait_for_termination()
 
 

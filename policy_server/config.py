@@ -29,12 +29,18 @@ class BatchingConfig:
       allowed_batch_sizes: when set, batches are padded up to the next of these
         sizes (for backends compiled for fixed shapes); the largest must be
         >= max_batch_size.
+      inline_threshold: seconds. While the policy's recent batches took less
+        than this, a batch runs on the event loop itself: handing it to the
+        worker thread and back costs more than such a call. Slower policies
+        run on the worker thread, so the server goes on reading requests
+        meanwhile. 0 always uses the worker thread.
     """
 
     max_batch_size: int = 64
     max_batch_delay: float = 0.0
     max_queue_size: int = 4096
     allowed_batch_sizes: tuple[int, ...] = ()
+    inline_threshold: float = 0.002
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 1:
@@ -43,6 +49,8 @@ class BatchingConfig:
             raise ValueError(f"max_batch_delay must be >= 0, got {self.max_batch_delay}")
         if self.max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if self.inline_threshold < 0:
+            raise ValueError(f"inline_threshold must be >= 0, got {self.inline_threshold}")
         sizes = tuple(sorted(self.allowed_batch_sizes))
         if sizes and (sizes[0] < 1 or sizes[-1] < self.max_batch_size):
             raise ValueError(f"allowed_batch_sizes {sizes} must be >= 1 and reach max_batch_size "

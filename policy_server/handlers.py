@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
+
+import numpy as np
 
 from policy_client.wire import errors, nests, status, steps, tensors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+from policy_client.wire.step_plan import AnswerPlan
 from policy_server import rpc
 from policy_server.assembler import PushAssembler
 from policy_server.registry import HostedPolicy, Registry
@@ -20,11 +23,24 @@ logger = logging.getLogger(__name__)
 _END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
 
 
-def encode_step(step: Any) -> service_pb.ActionResponse:
-    """Worker thread: the response holding a policy step, encoded off the event loop."""
-    response = service_pb.ActionResponse()
-    steps.write_policy_step(response.policy_step, step)
-    return response
+class ResponseEncoder:
+    """The scheduler's StepEncoder: each answer becomes its ActionResponse (version and id set later)."""
+
+    def __init__(self, plan: AnswerPlan):
+        self.plan = plan
+
+    def fits(self, step: Any) -> bool:
+        return self.plan.fits(step)
+
+    def encode_leaves(self, leaves: Sequence[np.ndarray]) -> service_pb.ActionResponse:
+        response = service_pb.ActionResponse()
+        self.plan.write(response.policy_step, leaves)
+        return response
+
+    def encode(self, step: Any) -> service_pb.ActionResponse:
+        response = service_pb.ActionResponse()
+        steps.write_policy_step(response.policy_step, step)
+        return response
 
 
 class PolicyServicer(service_grpc.PolicyServiceServicer):
@@ -84,10 +100,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         async def read() -> None:
             try:
                 async for request in request_iterator:
-                    if isinstance(request, rpc.Malformed):
-                        answers.put_nowait(_done(service_pb.ActionResponse(error=status.to_status(request.error()))))
-                    else:
-                        answers.put_nowait(asyncio.ensure_future(self._answer_in_stream(request)))
+                    answers.put_nowait((request, self._start(request)))
             finally:
                 answers.put_nowait(None)
 
@@ -96,16 +109,16 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         reader = asyncio.ensure_future(read())
         self._streams.add(answers)
         try:
-            while (answer := await answers.get()) is not None:
-                if answer is not _END_STREAM:
-                    yield await answer
+            while (item := await answers.get()) is not None:
+                if item is not _END_STREAM:
+                    yield await self._finish_in_stream(*item)
                     continue
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
                 # What was read after the schedulers closed is answered UNAVAILABLE.
-                while not answers.empty() and (answer := answers.get_nowait()) is not None:
-                    if answer is not _END_STREAM:
-                        yield await answer
+                while not answers.empty() and (item := answers.get_nowait()) is not None:
+                    if item is not _END_STREAM:
+                        yield await self._finish_in_stream(*item)
                 await status.abort(context, errors.UnavailableError("the server is shutting down"))
         finally:
             self._streams.discard(answers)
@@ -157,31 +170,44 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 tensors.write_array(info.value, value)
         return response
 
-    async def _answer(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
-        hosted = self.registry.get(request.policy)
+    def _start(self, request: Any) -> asyncio.Future:
+        """Validates and queues one action request; never raises.
+
+        Returns:
+          The future of (response, version), or of the error to answer with.
+        """
         try:
-            prepared = prepare_request(hosted, request)
-        except errors.RemoteError:
-            hosted.stats.record_error()
-            raise
-        response, version = await hosted.scheduler.submit(prepared)
+            if isinstance(request, rpc.Malformed):
+                raise request.error()
+            hosted = self.registry.get(request.policy)
+            try:
+                prepared = prepare_request(hosted, request)
+            except errors.RemoteError:
+                hosted.stats.record_error()
+                raise
+            return hosted.scheduler.submit(prepared)
+        except Exception as e:  # pylint: disable=broad-except
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(e)
+            return future
+
+    async def _answer(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
+        response, version = await self._start(request)
         response.version = version
         response.request_id = request.request_id
         return response
 
-    async def _answer_in_stream(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
+    async def _finish_in_stream(self, request: Any, future: asyncio.Future) -> service_pb.ActionResponse:
+        request_id = getattr(request, "request_id", 0)
         try:
-            return await self._answer(request)
+            response, version = await future
         except Exception as e:  # pylint: disable=broad-except
             if not isinstance(e, errors.RemoteError):
-                logger.exception("unexpected error answering request %d", request.request_id)
-            return service_pb.ActionResponse(request_id=request.request_id, error=status.to_status(e))
-
-
-def _done(value: Any) -> asyncio.Future:
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(value)
-    return future
+                logger.exception("unexpected error answering request %d", request_id)
+            return service_pb.ActionResponse(request_id=request_id, error=status.to_status(e))
+        response.version = version
+        response.request_id = request_id
+        return response
 
 
 def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:

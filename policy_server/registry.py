@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import tree
 
 from policy_client.wire import errors
 from policy_client.wire.status import truncate
+from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 from policy_server.backend import Backend
 from policy_server.config import BatchingConfig
-from policy_server.scheduler import BatchScheduler
+from policy_server.scheduler import BatchScheduler, StepEncoder
 from policy_server.stats import PolicyStats
 from policy_server.weights import WeightSwapper
 
@@ -21,20 +22,27 @@ _NAME_CHARS = 200
 
 @dataclasses.dataclass
 class HostedPolicy:
-    """A named policy with its batch scheduler, weight swapper and statistics."""
+    """A named policy with its plans, batch scheduler, weight swapper and statistics."""
 
     name: str
     backend: Backend
     scheduler: BatchScheduler
     weights: WeightSwapper
     stats: PolicyStats
+    request_plan: RequestPlan
+    answer_plan: AnswerPlan
 
     @classmethod
     def create(cls, name: str, backend: Backend, config: BatchingConfig,
-               postprocess: Callable[[Any], Any] = lambda step: step) -> "HostedPolicy":
+               encoder: Callable[[AnswerPlan], StepEncoder] | None = None) -> "HostedPolicy":
+        """Hosts `backend`; `encoder` builds the scheduler's StepEncoder from the answer plan."""
+        specs = backend.specs
+        request_plan = RequestPlan(specs.time_step_spec, specs.policy_state_spec)
+        answer_plan = AnswerPlan(specs.action_spec, specs.policy_state_spec, specs.info_spec)
         stats = PolicyStats()
-        scheduler = BatchScheduler(backend, config, stats, postprocess=postprocess)
-        return cls(name, backend, scheduler, WeightSwapper(name, backend, scheduler), stats)
+        scheduler = BatchScheduler(backend, config, stats, encoder=encoder(answer_plan) if encoder else None)
+        return cls(name, backend, scheduler, WeightSwapper(name, backend, scheduler), stats,
+                   request_plan, answer_plan)
 
     @property
     def stateful(self) -> bool:

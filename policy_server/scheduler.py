@@ -1,9 +1,11 @@
 """The batch scheduler: one policy's queue, its batch loop and its inference thread.
 
 Every call into a backend (inference, initial state, reading or swapping
-weights) runs on the scheduler's one worker thread, between two batches:
-that thread is the policy's only lock, so no batch ever sees a mix of two
-versions and the event loop never runs a model.
+weights) is made by the scheduler's loop, one at a time, between two
+batches: that loop is the policy's only lock, so no batch ever sees a mix of
+two versions. Batches of a fast policy run on the event loop itself (a thread
+hop would cost more than the call); slow ones, and all weight and state work,
+run on the scheduler's one worker thread.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ import concurrent.futures
 import dataclasses
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, Sequence
+
+import numpy as np
+import tree
 
 from policy_client.wire import errors
 from policy_server import batching
@@ -24,6 +29,36 @@ from policy_server.config import BatchingConfig
 from policy_server.stats import PolicyStats
 
 logger = logging.getLogger(__name__)
+
+
+class StepEncoder(Protocol):
+    """Turns a policy's answer for one request into what the scheduler resolves its future with.
+
+    Called on the worker thread (or the event loop for fast policies), so
+    encoding stays off the request-reading path.
+    """
+
+    def fits(self, step: Any) -> bool:
+        """Whether `encode_leaves` can encode answers of this batch's step structure."""
+
+    def encode_leaves(self, leaves: Sequence[np.ndarray]) -> Any:
+        """One request's answer from its leaves (dm-tree order of a step that fits)."""
+
+    def encode(self, step: Any) -> Any:
+        """One request's answer from its PolicyStep nest."""
+
+
+class NestEncoder:
+    """The StepEncoder that answers with the PolicyStep nest itself."""
+
+    def fits(self, step: Any) -> bool:
+        return False
+
+    def encode_leaves(self, leaves: Sequence[np.ndarray]) -> Any:
+        raise NotImplementedError
+
+    def encode(self, step: Any) -> Any:
+        return step
 
 
 @dataclasses.dataclass
@@ -40,16 +75,16 @@ class BatchScheduler:
       backend: the policy.
       config: batching settings.
       stats: where traffic is counted.
-      postprocess: called on the worker thread with each answer's PolicyStep
-        (numpy), e.g. to encode the response off the event loop.
+      encoder: turns each request's answer into what its future resolves to
+        (default: the PolicyStep nest).
     """
 
     def __init__(self, backend: Backend, config: BatchingConfig, stats: PolicyStats,
-                 postprocess: Callable[[Any], Any] = lambda step: step):
+                 encoder: StepEncoder | None = None):
         self.backend = backend
         self.config = config
         self.stats = stats
-        self._postprocess = postprocess
+        self._encoder = encoder or NestEncoder()
         self._pending: collections.deque[Request] = collections.deque()
         self._exclusive: collections.deque[_Exclusive] = collections.deque()
         self._open_splits = 0
@@ -57,6 +92,7 @@ class BatchScheduler:
         self._closing = False
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._task: asyncio.Task | None = None
+        self._recent_inference: float | None = None  # moving average of batch times (seconds)
 
     @property
     def queue_depth(self) -> int:
@@ -179,10 +215,24 @@ class BatchScheduler:
             except asyncio.TimeoutError:
                 return
 
+    @property
+    def inline(self) -> bool:
+        """Whether batches now run on the event loop (see BatchingConfig.inline_threshold)."""
+        return self._recent_inference is not None and self._recent_inference < self.config.inline_threshold
+
+    async def _on_worker(self, fn: Callable[[], Any]) -> Any:
+        """fn() on the event loop for a fast policy, else on the worker thread."""
+        if self.inline:
+            return fn()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     async def _run(self, batch: list[Request]) -> None:
         start = time.monotonic()
-        outcomes = await asyncio.get_running_loop().run_in_executor(self._executor, self._infer, batch)
+        inline = self.inline
+        outcomes = await self._on_worker(lambda: self._infer(batch))
         inference = time.monotonic() - start
+        recent = self._recent_inference
+        self._recent_inference = inference if recent is None else 0.8 * recent + 0.2 * inference
         failures = answered = answered_rows = 0
         for request, outcome in zip(batch, outcomes):
             failed = isinstance(outcome, BaseException)
@@ -196,6 +246,8 @@ class BatchScheduler:
         self.stats.record_error(failures)
         self.stats.record_batch(answered, answered_rows, [start - r.arrival for r in batch], inference,
                                 batch_rows=sum(r.size for r in batch))
+        if inline:
+            await asyncio.sleep(0)  # let the answers go out and new requests come in
 
     async def _piece_done(self, piece: Request, outcome: Any) -> None:
         """Records one piece; answers the whole request once its last piece has run."""
@@ -212,10 +264,10 @@ class BatchScheduler:
                 self.stats.record_error()
                 _settle(piece.future, whole.error)
                 return
-            version = whole.steps[0][1]
-            steps = [whole.steps[i][0] for i in range(whole.pieces)]
-            merge = lambda: (self._postprocess(batching.concat(steps)), version)  # noqa: E731
-            _settle(piece.future, await asyncio.get_running_loop().run_in_executor(self._executor, merge))
+            version, step = whole.steps[0][1], whole.steps[0][2]
+            pieces = [whole.steps[i][0] for i in range(whole.pieces)]
+            merge = lambda: (self._encode(batching.concat(pieces), step), version)  # noqa: E731
+            _settle(piece.future, await self._on_worker(merge))
             self.stats.record_requests(1)
         except Exception as e:  # pylint: disable=broad-except
             _settle(piece.future, _as_error(e, self.backend))
@@ -239,17 +291,29 @@ class BatchScheduler:
             return [_guarded(lambda r=r: self._batched([r], version)[0], self.backend) for r in batch]
 
     def _direct(self, request: Request, version: int) -> Any:
-        step = self.backend.action(request.time_step, request.policy_state, request.seed)
-        return self._postprocess(step), version
+        time_step, policy_state = request.unflatten(request.leaves)
+        step = self.backend.action(time_step, policy_state, request.seed)
+        return self._encode(tree.flatten(step), step), version
 
     def _batched(self, batch: list[Request], version: int) -> list[Any]:
         leaves, rows = batching.stack(batch)
         seed = batch[0].seed
         if seed is None:  # a seeded call runs as the client sent it: padding would change its draws
             leaves = batching.pad(leaves, rows, batching.padded_size(rows, self.config.allowed_batch_sizes))
-        steps = batching.split(self.backend.action_flat(leaves, seed), batch)
+        step = self.backend.action_flat(leaves, seed)
+        fits = self._encoder.fits(step)
+        answers = batching.split(tree.flatten(step), batch)
         # Pieces of a split request stay numpy until the whole request is joined.
-        return [(step if r.split is not None else self._postprocess(step), version) for r, step in zip(batch, steps)]
+        return [(rows_of, version, step) if r.split is not None else (self._encode(rows_of, step, fits), version)
+                for r, rows_of in zip(batch, answers)]
+
+    def _encode(self, leaves: Sequence[np.ndarray], step: Any, fits: bool | None = None) -> Any:
+        """One request's answer from its leaves; `step` gives the structure."""
+        if fits is None:
+            fits = self._encoder.fits(step)
+        if fits:
+            return self._encoder.encode_leaves(leaves)
+        return self._encoder.encode(tree.unflatten_as(step, list(leaves)))
 
 
 def _settle(future: asyncio.Future | None, outcome: Any) -> None:

@@ -17,7 +17,7 @@ from policy_client.wire import SERVICE_NAME
 from policy_server import rpc
 from policy_server.backend import Backend
 from policy_server.config import ServerConfig
-from policy_server.handlers import PolicyServicer, encode_step
+from policy_server.handlers import PolicyServicer, ResponseEncoder
 from policy_server.registry import HostedPolicy, Registry
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ class PolicyServer:
         loop = asyncio.get_running_loop()
         for name, source in self._policies.items():
             backend = source if isinstance(source, Backend) else await loop.run_in_executor(None, _build, source)
-            hosted = HostedPolicy.create(name, backend, self.config.batching, postprocess=encode_step)
+            hosted = HostedPolicy.create(name, backend, self.config.batching, encoder=ResponseEncoder)
             hosted.scheduler.start()
             self.registry.add(hosted)
             logger.info("serving policy %r (%s, version %d)", name, backend.kind, backend.version)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import tree
+
 from policy_client.wire import errors, nests, steps, tf_agents_types
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.spec_check import check_nest
@@ -17,6 +19,10 @@ tf_agents_types.register()
 def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> Request:
     """Decodes and validates an ActionRequest against the policy's specs.
 
+    A request that fits the policy's plan exactly is read straight into flat
+    leaves; anything else is decoded and checked field by field, which names
+    the first mismatch.
+
     Raises:
       InvalidArgumentError: naming the field (a google.rpc.BadRequest field
         violation), expected vs got.
@@ -28,6 +34,12 @@ def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> 
     if seed is not None and not hosted.backend.supports_seed:
         message = f"seed: the {hosted.backend.kind} policy {hosted.name!r} cannot take a per-call seed"
         raise errors.InvalidArgumentError(message, fields=(("seed", message),))
+    plan = hosted.request_plan
+    if request.HasField("time_step"):
+        leaves = plan.read(request.time_step, request.policy_state if request.HasField("policy_state") else None,
+                           outer)
+        if leaves is not None:
+            return Request(leaves, rows, plan.unflatten, seed)
     try:
         if not request.HasField("time_step"):
             raise errors.CodecError("time_step is not set", "time_step")
@@ -45,4 +57,4 @@ def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> 
     except errors.FieldError as e:
         raise errors.InvalidArgumentError(str(e), fields=((e.field, str(e)),) if e.field else (),
                                           reason=type(e).__name__) from None
-    return Request(time_step=time_step, policy_state=state, rows=rows, seed=seed)
+    return Request(tree.flatten((time_step, state)), rows, plan.unflatten, seed)

@@ -16,7 +16,7 @@ def req(rows: int, start: float = 0.0, seed: int | None = None) -> Request:
     shape = (rows, 2) if rows else (2,)
     obs = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape) + start)
     count = np.arange(rows, dtype=np.int64) if rows else np.int64(0)
-    return Request(time_step={"obs": obs}, policy_state={"count": count}, rows=rows, seed=seed)
+    return Request.from_nests({"obs": obs}, {"count": count}, rows, seed)
 
 
 @pytest.mark.parametrize("sizes, max_rows, expected", [
@@ -51,7 +51,7 @@ def test_stack_and_split_are_inverse():
     assert obs.shape == (6, 2) and count.tolist() == [0, 0, 1, 2, 0, 0]
     np.testing.assert_array_equal(obs[1:4], requests[1].time_step["obs"])
     step = {"action": obs * 2, "state": count + 1}  # a policy over the whole batch
-    pieces = batching.split(step, requests)
+    pieces = [dict(zip(("action", "state"), p)) for p in batching.split([step["action"], step["state"]], requests)]
     assert len(pieces) == 4
     np.testing.assert_array_equal(pieces[0]["action"], requests[0].time_step["obs"] * 2)
     assert pieces[0]["action"].shape == (2,)  # unbatched requests lose the outer dimension
@@ -63,7 +63,7 @@ def test_stack_and_split_are_inverse():
 def test_a_lone_batched_request_is_not_copied():
     request = req(4)
     leaves, rows = batching.stack([request])
-    assert rows == 4 and leaves[0] is request.time_step["obs"]
+    assert rows == 4 and leaves is request.leaves
 
 
 @pytest.mark.parametrize("rows, sizes, expected", [
@@ -83,8 +83,8 @@ def test_pad_repeats_the_last_row_and_split_drops_the_padding():
     padded = batching.pad(leaves, rows, 8)
     assert all(x.shape[0] == 8 for x in padded)
     np.testing.assert_array_equal(padded[0][3:], np.repeat(leaves[0][-1:], 5, axis=0))
-    pieces = batching.split({"obs": padded[0]}, requests)
-    np.testing.assert_array_equal(pieces[1]["obs"], requests[1].time_step["obs"])
+    pieces = batching.split([padded[0]], requests)
+    np.testing.assert_array_equal(pieces[1][0], requests[1].time_step["obs"])
     assert batching.pad(leaves, rows, rows) is leaves
 
 
@@ -93,8 +93,8 @@ def test_split_request_cuts_views_in_order_and_concat_joins_them():
     pieces = batching.split_request(whole, 4)
     assert [p.rows for p in pieces] == [4, 4, 2] and [p.piece for p in pieces] == [0, 1, 2]
     assert all(p.split is pieces[0].split and p.split.request is whole for p in pieces)
-    assert pieces[1].time_step["obs"].base is whole.time_step["obs"]  # a view, not a copy
-    joined = batching.concat([p.time_step for p in pieces])
-    np.testing.assert_array_equal(joined["obs"], whole.time_step["obs"])
-    np.testing.assert_array_equal(batching.concat([p.policy_state for p in pieces])["count"],
-                                  whole.policy_state["count"])
+    assert pieces[1].leaves[0].base is whole.leaves[0]  # a view, not a copy
+    np.testing.assert_array_equal(pieces[1].time_step["obs"], whole.time_step["obs"][4:8])
+    obs, count = batching.concat([p.leaves for p in pieces])
+    np.testing.assert_array_equal(obs, whole.time_step["obs"])
+    np.testing.assert_array_equal(count, whole.policy_state["count"])

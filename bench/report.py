@@ -1,0 +1,219 @@
+"""Benchmark report: the targets (met / not met), markdown tables, the plot and the README block."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+LABELS = {"local": "local PyTFEagerPolicy per actor", "remote": "RemotePolicy", "client": "PolicyClient (no TF)",
+          "echo": "raw gRPC echo (ceiling)", "torchrl": "TorchRL peer"}
+COLUMNS = (("actions/s", "actions_per_s", 0), ("p50 ms", "p50_ms", 2), ("p99 ms", "p99_ms", 2),
+           ("mean batch", "mean_batch_size", 1), ("server CPU µs/action", "server_cpu_us_per_action", 0),
+           ("client CPU µs/action", "client_cpu_us_per_action", 0), ("actor RSS MB", "actor_rss_mb", 0),
+           ("server RSS MB", "server_rss_mb", 0), ("other CPU %", "foreign_cpu_share", -1))
+
+
+def point(r: dict[str, Any], workload: str, kind: str, actors: int) -> dict[str, Any] | None:
+    """The measured point of `kind` actors (None if it was not measured or is not available)."""
+    rows = r["workloads"].get(workload, {}).get("rows", {}).get(kind, [])
+    found = next((p for p in rows if p.get("actors") == actors), None)
+    return None if found is None or "unavailable" in found else found
+
+
+def _get(p: dict[str, Any] | None, key: str) -> float | None:
+    value = None if p is None else p.get(key)
+    return None if value is None else float(value)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of issue 19: the measured value, the bound, met (None: not measured)."""
+    cp = {k: point(r, "cartpole", k, 16) for k in ("local", "remote", "client", "echo")}
+    at = {k: point(r, "atari", k, 16) for k in ("local", "remote", "echo")}
+    rows: list[tuple[str, float | None, str, float | None]] = [
+        ("CartPole, 16 actors: RemotePolicy actions/s / 16 local-policy actors",
+         _ratio(_get(cp["remote"], "actions_per_s"), _get(cp["local"], "actions_per_s")), ">=", 1.5),
+        ("CartPole, 16 actors: RemotePolicy actions/s / raw gRPC echo calls/s",
+         _ratio(_get(cp["remote"], "actions_per_s"), _get(cp["echo"], "actions_per_s")), ">=", 0.6),
+        ("Atari, 16 actors: RemotePolicy actions/s / 16 local-policy actors",
+         _ratio(_get(at["remote"], "actions_per_s"), _get(at["local"], "actions_per_s")), ">=", 2.0),
+        ("CartPole, 16 actors: RemotePolicy client CPU / echo client CPU (per action)",
+         _ratio(_get(cp["remote"], "client_cpu_us_per_action"), _get(cp["echo"], "client_cpu_us_per_action")),
+         "<=", 1.3)]
+    for name, pts in (("CartPole", cp), ("Atari", at)):
+        remote, echo = pts["remote"], pts["echo"]
+        bound = None
+        if remote and echo and remote.get("mean_batch_size") and echo.get("server_cpu_us_per_action") is not None:
+            share = remote["inference_ms_p50"] * 1e3 / remote["mean_batch_size"]  # this action's share of a batch
+            bound = echo["server_cpu_us_per_action"] + 100 + share
+        rows.append((f"{name}, 16 actors: server CPU µs/action <= echo server's + 100 + inference p50 / mean batch",
+                     _get(remote, "server_cpu_us_per_action"), "<=", bound))
+    one_remote, one_local = point(r, "cartpole", "remote", 1), point(r, "cartpole", "local", 1)
+    floor = r.get("rss_floor_mb")
+    rows += [
+        ("CartPole, one actor: RemotePolicy p50 / local PyTFEagerPolicy p50",
+         _ratio(_get(one_remote, "p50_ms"), _get(one_local, "p50_ms")), "<=", 1.2),
+        ("RSS: PolicyClient actor / local-policy actor (CartPole, 16 actors)",
+         _ratio(_get(cp["client"], "actor_rss_mb"), _get(cp["local"], "actor_rss_mb")), "<=", 0.15),
+        (f"RSS: RemotePolicy actor / TF-Agents import floor ({floor:.0f} MB)" if floor else
+         "RSS: RemotePolicy actor / TF-Agents import floor",
+         _ratio(_get(cp["remote"], "actor_rss_mb"), floor), "<=", 1.1),
+        ("PolicyClient actors import TensorFlow (1 = yes)",
+         None if cp["client"] is None else float(cp["client"]["tensorflow_imported"]), "<=", 0.0)]
+    vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")
+    atari_codec = r["codec"]["atari_84x84x4_uint8"]
+    rows += [
+        ("vectorized actor (64 rows/call) / one unbatched RemotePolicy actor, actions/s",
+         _ratio(_get(vec, "actions_per_s"), _get(one_remote, "actions_per_s")), ">=", 20.0),
+        ("codec: Atari time step round trip (µs)", atari_codec["round_trip_us"], "<=", 50.0),
+        ("codec: decoded observation is a view (1 = yes)", float(atari_codec["decoded_observation_is_a_view"]),
+         ">=", 1.0)]
+    out = []
+    for name, value, op, bound in rows:
+        met = None if value is None or bound is None else (value <= bound if op == "<=" else value >= bound)
+        out.append({"target": name, "value": value, "op": op, "bound": bound, "met": met})
+    return out
+
+
+def torchrl_ratios(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """Reference (not a target): ours / TorchRL's peer at 16 actors."""
+    out = []
+    for workload in r["workloads"]:
+        ours, peer = point(r, workload, "remote", 16), point(r, workload, "torchrl", 16)
+        for key in ("actions_per_s", "p50_ms", "client_cpu_us_per_action", "server_cpu_us_per_action"):
+            out.append({"workload": workload, "metric": key, "ours": _get(ours, key), "torchrl": _get(peer, key),
+                        "ratio": _ratio(_get(ours, key), _get(peer, key))})
+    return out
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    """A table cell: digits < 0 formats a share as a percentage."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if digits < 0:
+        return f"{100 * float(value):.0f}"
+    return f"{float(value):,.{digits}f}" if digits else f"{float(value):,.0f}"
+
+
+def _row(label: str, p: dict[str, Any]) -> str:
+    if "unavailable" in p:
+        return f"| {label} | {p.get('actors', '')} | {p['unavailable']} |" + " |" * (len(COLUMNS) - 1)
+    return f"| {label} | {p['actors']} | " + " | ".join(_fmt(p.get(k), d) for _, k, d in COLUMNS) + " |"
+
+
+def workload_table(r: dict[str, Any], workload: str) -> list[str]:
+    w = r["workloads"][workload]
+    title = {"cartpole": "CartPole MLP (4 floats in, 64x64 QNetwork, greedy)",
+             "atari": "Atari-sized Q-network (84x84x4 uint8 in, Nature-DQN convs, fc 512, 6 actions, greedy)"}
+    lines = [f"**{title[workload]}** — one unbatched call at a time per actor process, closed loop, a fresh "
+             f"observation per call; response {w.get('response_bytes', 0)} bytes.", "",
+             "| row | actors | " + " | ".join(c for c, _, _ in COLUMNS) + " |",
+             "|---|---:|" + "---:|" * len(COLUMNS)]
+    for kind in ("local", "remote", "client", "echo", "torchrl"):
+        for p in w["rows"].get(kind, []):
+            lines.append(_row(LABELS[kind] + (", TCP" if kind in ("remote", "client", "echo") else ""), p))
+    unix = w.get("unix", {})
+    if "unavailable" in unix:
+        lines.append(_row("RemotePolicy / PolicyClient / echo, unix:", {"actors": 16, **unix}))
+    for kind in ("remote", "client", "echo"):
+        if kind in unix:
+            lines.append(_row(f"{LABELS[kind]}, unix:", unix[kind]))
+    return lines
+
+
+def markdown(r: dict[str, Any]) -> str:
+    """The results as markdown tables (results.md, and the README block)."""
+    lines = [f"Machine: {r['machine']}; start method `{r['start_method']}` for every actor process; "
+             f"{r['warmup_s']:g} s warm-up + {r['seconds_per_point']:g} s measured per point; "
+             f"{'`--quick` (target points only); ' if r['quick'] else ''}all numbers from one run "
+             f"({r.get('duration_s', 0):.0f} s). Mean batch: GetStats delta over the window. CPU: utime+stime "
+             "from /proc over the window, summed over the actor processes, per action. RSS: VmHWM. "
+             "The echo client encodes a real ActionRequest per call; the echo server replays a fixed "
+             "ActionResponse of the real size.", ""]
+    for workload in r["workloads"]:
+        lines += workload_table(r, workload) + [""]
+    lines.append(f"RSS floor: a process that only imports tensorflow + tf_agents peaks at "
+                 f"{_fmt(r.get('rss_floor_mb'), 0)} MB.")
+    vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")
+    if vec:
+        lines += ["", f"Vectorized RemotePolicy actor, 64 rows per call (CartPole): {_fmt(vec['actions_per_s'], 0)} "
+                      f"actions/s ({_fmt(vec['calls_per_s'], 0)} calls/s, p50 {_fmt(vec['p50_ms'])} ms)."]
+    lines += ["", "| batching knobs (CartPole, 16 RemotePolicy actors) | actions/s | p50 ms | p99 ms | mean batch "
+                  "| server CPU µs/action |", "|---|---:|---:|---:|---:|---:|"]
+    for k in r.get("knobs", []):
+        if "unavailable" in k:
+            lines.append(f"| `{k['flags']}` | {k['unavailable']} | | | | |")
+        else:
+            lines.append(f"| `{k['flags']}` | {_fmt(k['actions_per_s'], 0)} | {_fmt(k['p50_ms'])} | "
+                         f"{_fmt(k['p99_ms'])} | {_fmt(k.get('mean_batch_size'), 1)} | "
+                         f"{_fmt(k.get('server_cpu_us_per_action'), 0)} |")
+    lines += ["", "| codec round trip (encode, serialize, parse, decode) | µs | bytes | GB/s | view |",
+              "|---|---:|---:|---:|---|"]
+    for name, x in r["codec"].items():
+        lines.append(f"| {name} | {x['round_trip_us']:.1f} | {x['bytes']} | {x['gb_per_s']:.2f} | "
+                     f"{x['decoded_observation_is_a_view']} |")
+    lines += ["", "| target | measured | bound | met |", "|---|---:|---:|---|"]
+    for t in r["targets"]:
+        met = "not measured" if t["met"] is None else "yes" if t["met"] else "**no**"
+        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['op']} {_fmt(t['bound'])} | {met} |")
+    ratios = [x for x in r.get("torchrl_ratios", []) if x["ratio"] is not None]
+    lines += ["", "Reference, not a target: RemotePolicy vs the TorchRL peer (`bench/peers/torchrl_peer.py`), "
+                  "16 actors, same start method" + (":" if ratios else ": the peer was not available in this run.")]
+    if ratios:
+        lines += ["", "| workload | metric | ours | TorchRL | ours / TorchRL |", "|---|---|---:|---:|---:|"]
+        lines += [f"| {x['workload']} | {x['metric']} | {_fmt(x['ours'], 1)} | {_fmt(x['torchrl'], 1)} | "
+                  f"{x['ratio']:.2f} |" for x in ratios]
+    lines += ["", "\"other CPU %\": the machine's CPU used in the window by processes other than the "
+                  "row's actors and server (other users; this harness); above ~5% the point is contended."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict[str, Any], path: pathlib.Path) -> None:
+    """actions/s against actors, one line per row, one panel per workload."""
+    import matplotlib  # pylint: disable=import-outside-toplevel
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+    names = list(r["workloads"])
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
+    for ax, workload in zip(axes[0], names):
+        for kind, label in LABELS.items():
+            pts = [p for p in r["workloads"][workload]["rows"].get(kind, []) if "unavailable" not in p]
+            if pts:
+                ax.plot([p["actors"] for p in pts], [p["actions_per_s"] for p in pts], marker="o", label=label)
+        unix = r["workloads"][workload].get("unix", {})
+        for kind, marker in (("remote", "s"), ("client", "D"), ("echo", "^")):
+            if isinstance(unix.get(kind), dict):
+                ax.scatter([16], [unix[kind]["actions_per_s"]], marker=marker, color="black", zorder=3,
+                           label=f"{LABELS[kind]}, unix:")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks([1, 4, 16], ["1", "4", "16"])
+        ax.set_xlabel("actor processes")
+        ax.set_ylabel("actions/s (echo: calls/s)")
+        ax.set_title(workload)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"one run, start method {r['start_method']}, {r['machine']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def update_readme(table: str, command: str = "make bench", readme: pathlib.Path = ROOT / "README.md") -> bool:
+    """Replaces README.md's block between the bench markers with `table` (True if it did)."""
+    text = readme.read_text()
+    block = (f"<!-- bench:start -->\nMeasured with `{command}` ({time.strftime('%Y-%m-%d')}):\n\n{table}\n"
+             "![actions per second](bench/results/actions_per_s.png)\n<!-- bench:end -->")
+    if "<!-- bench:start -->" not in text:
+        return False
+    readme.write_text(re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, text, flags=re.S))
+    return True

@@ -50,11 +50,15 @@ class PolicyClient:
       timeout: seconds each call may take (its deadline), reconnection included.
       transport: "stream" (one bidi stream, lowest latency) or "unary".
       credentials, options, load_balancing: see make_channel.
+      use_plans: fetch the policy's specs at the first action and encode /
+        decode conforming values leaf by leaf from then on (the generic codec
+        still takes whatever does not fit).
     """
 
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
-                 options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None):
+                 options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
+                 use_plans: bool = True):
         if transport not in ("stream", "unary"):
             raise ValueError(f"transport must be 'stream' or 'unary', got {transport!r}")
         self.address = address
@@ -68,6 +72,23 @@ class PolicyClient:
         self._stream: ActionStream | None = None
         self._stream_lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.use_plans = use_plans
+        self._plans: tuple[RequestPlan, AnswerPlan] | None = None
+
+    def set_plans(self, specs: PolicySpecs) -> tuple[RequestPlan, AnswerPlan]:
+        """Compiles the plans of `specs` (the served policy's) for the fast path."""
+        self._plans = (RequestPlan(specs.time_step_spec, specs.policy_state_spec),
+                       AnswerPlan(specs.action_spec, specs.policy_state_spec, specs.info_spec))
+        return self._plans
+
+    def plans(self) -> tuple[RequestPlan, AnswerPlan] | None:
+        """The fast-path plans, fetching the specs once (None when disabled or unreachable)."""
+        if self._plans is None and self.use_plans:
+            try:
+                self.set_plans(self.get_specs()[0])
+            except errors.RemoteError:
+                return None
+        return self._plans
 
     # -------------------------------------------------------------- metadata
 
@@ -116,18 +137,30 @@ class PolicyClient:
           RemoteError: a subclass per gRPC status (InvalidArgumentError is a
             ValueError; DeadlineExceededError a TimeoutError).
         """
+        request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
+        return self.send(request, plan, outer)
+
+    def _prepare(self, time_step: Any, policy_state: Any, batch_size: int,
+                 seed: int | None) -> tuple[service_pb.ActionRequest, AnswerPlan | None, tuple[int, ...]]:
+        """The request (by the plan when the values fit it), and how to decode its answer."""
+        outer = (batch_size,) if batch_size else ()
+        plans = self.plans()
+        if plans is not None:
+            leaves = plans[0].leaves(time_step, policy_state, outer)
+            if leaves is not None:
+                return self.encode_leaves(plans[0], leaves, batch_size=batch_size, seed=seed), plans[1], outer
         request = self.encode_request(time_step, policy_state, batch_size=batch_size, seed=seed)
-        return self.send(request)
+        return request, plans[1] if plans is not None else None, outer
 
     def action_async(self, time_step: Any, policy_state: Any = (), *, batch_size: int = 0,
                      seed: int | None = None) -> concurrent.futures.Future:
         """Like `action`, but returns a future of the ActionResult at once."""
-        request = self.encode_request(time_step, policy_state, batch_size=batch_size, seed=seed)
+        request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
         if self._executor is None:
             with self._stream_lock:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="policy-client")
-        return self._executor.submit(self.send, request)
+        return self._executor.submit(self.send, request, plan, outer)
 
     def encode_leaves(self, plan: RequestPlan, leaves: Sequence[Any], *, batch_size: int = 0,
                       seed: int | None = None) -> service_pb.ActionRequest:

@@ -16,7 +16,6 @@ from policy_client.channel import DEFAULT_TIMEOUT
 from policy_client.client import ActionResult, PolicyClient
 from policy_client.wire import tf_agents_types
 from policy_client.wire.spec_check import SpecMismatchError, check_nest
-from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 
 tf_agents_types.register()
 
@@ -62,8 +61,7 @@ class RemotePolicy(py_policy.PyPolicy):
         if specs.collect_data_spec is not None:
             self._collect_data_spec = specs.collect_data_spec
         self._last_version = version
-        self._request_plan = RequestPlan(specs.time_step_spec, specs.policy_state_spec)
-        self._answer_plan = AnswerPlan(specs.action_spec, specs.policy_state_spec, specs.info_spec)
+        self._request_plan, self._answer_plan = self._client.set_plans(specs)
 
     @property
     def client(self) -> PolicyClient:

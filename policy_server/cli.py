@@ -39,6 +39,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="how long a batch waits for more rows after its first (default: %(default)s)")
     parser.add_argument("--max-queue-size", type=int, default=defaults.max_queue_size,
                         help="requests waiting per policy before RESOURCE_EXHAUSTED (default: %(default)s)")
+    parser.add_argument("--min-batch-size", type=int, default=defaults.min_batch_size,
+                        help="rows a batch waits for, up to --min-batch-timeout-ms (default: %(default)s)")
+    parser.add_argument("--min-batch-timeout-ms", type=float, default=defaults.min_batch_timeout * 1e3,
+                        help="longest wait for --min-batch-size rows (default: %(default)s)")
+    parser.add_argument("--target-latency-ms", type=float, default=None,
+                        help="tune the batch delay so that p99 queue wait + inference stays under this "
+                             "(replaces --max-batch-delay-ms)")
     parser.add_argument("--allowed-batch-sizes", default="",
                         help="comma-separated sizes to pad batches to, e.g. 1,8,32,64")
     parser.add_argument("--max-message-mb", type=int, default=64,
@@ -61,8 +68,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def batching_config(args: argparse.Namespace) -> BatchingConfig:
     sizes = tuple(int(s) for s in args.allowed_batch_sizes.split(",") if s.strip())
-    return BatchingConfig(max_batch_size=args.max_batch_size, max_batch_delay=args.max_batch_delay_ms / 1e3,
-                          max_queue_size=args.max_queue_size, allowed_batch_sizes=sizes)
+    try:
+        return BatchingConfig(max_batch_size=args.max_batch_size, max_batch_delay=args.max_batch_delay_ms / 1e3,
+                              max_queue_size=args.max_queue_size, allowed_batch_sizes=sizes,
+                              min_batch_size=args.min_batch_size, min_batch_timeout=args.min_batch_timeout_ms / 1e3,
+                              target_latency=args.target_latency_ms / 1e3 if args.target_latency_ms else None)
+    except ValueError as e:
+        raise SystemExit(f"policy-server: {e}") from None
 
 
 DEMO_FACTORIES = ("cartpole=examples.cartpole:cartpole_q_policy",

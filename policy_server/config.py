@@ -29,6 +29,15 @@ class BatchingConfig:
       allowed_batch_sizes: when set, batches are padded up to the next of these
         sizes (for backends compiled for fixed shapes); the largest must be
         >= max_batch_size.
+      min_batch_size: a batch waits for at least this many rows, up to
+        `min_batch_timeout` after its first row (TorchRL's min_batch_size).
+        Helps when many actors send at once but a little apart: without it,
+        the first arrivals go alone. 1 (default) never waits for company.
+      min_batch_timeout: seconds a batch below min_batch_size waits at most.
+      target_latency: seconds; when set, the server tunes the batch delay
+        (from 0 up to half of it) so that the p99 of queue wait + inference
+        stays under it: batches grow while answers are fast and shrink when
+        they are not. It replaces max_batch_delay.
       inline_threshold: seconds. While the policy's recent batches took less
         than this, a batch runs on the event loop itself: handing it to the
         worker thread and back costs more than such a call. Slower policies
@@ -40,6 +49,9 @@ class BatchingConfig:
     max_batch_delay: float = 0.0
     max_queue_size: int = 4096
     allowed_batch_sizes: tuple[int, ...] = ()
+    min_batch_size: int = 1
+    min_batch_timeout: float = 0.002
+    target_latency: float | None = None
     inline_threshold: float = 0.002
 
     def __post_init__(self) -> None:
@@ -49,6 +61,13 @@ class BatchingConfig:
             raise ValueError(f"max_batch_delay must be >= 0, got {self.max_batch_delay}")
         if self.max_queue_size < 1:
             raise ValueError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if not 1 <= self.min_batch_size <= self.max_batch_size:
+            raise ValueError(f"min_batch_size must be in [1, max_batch_size={self.max_batch_size}], "
+                             f"got {self.min_batch_size}")
+        if self.min_batch_timeout < 0:
+            raise ValueError(f"min_batch_timeout must be >= 0, got {self.min_batch_timeout}")
+        if self.target_latency is not None and self.target_latency <= 0:
+            raise ValueError(f"target_latency must be > 0, got {self.target_latency}")
         if self.inline_threshold < 0:
             raise ValueError(f"inline_threshold must be >= 0, got {self.inline_threshold}")
         sizes = tuple(sorted(self.allowed_batch_sizes))

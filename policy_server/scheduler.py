@@ -27,6 +27,7 @@ from policy_server.backend import Backend, UnsupportedSeedError
 from policy_server.batching import Request
 from policy_server.config import BatchingConfig
 from policy_server.stats import PolicyStats
+from policy_server.tuning import LatencyTarget
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class BatchScheduler:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="inference")
         self._task: asyncio.Task | None = None
         self._recent_inference: float | None = None  # moving average of batch times (seconds)
+        self.latency_target = LatencyTarget(config.target_latency) if config.target_latency else None
 
     @property
     def queue_depth(self) -> int:
@@ -198,15 +200,28 @@ class BatchScheduler:
             else:
                 _settle(work.future, result)
 
+    @property
+    def batch_delay(self) -> float:
+        """How long a batch now waits for more rows after its first (tuned under a latency target)."""
+        return self.latency_target.delay if self.latency_target else self.config.max_batch_delay
+
     async def _fill(self, first: Request) -> None:
-        """Waits until the batch is full or max_batch_delay after its first row."""
+        """Waits until the batch is full, or its wait after the first row is over.
+
+        The wait is batch_delay; below min_batch_size rows it is at least
+        min_batch_timeout, and a batch that reached min_batch_size with no
+        delay set goes at once.
+        """
         if not batching.can_join(first, self.backend.batchable):
             return  # it runs alone: waiting for company would only add latency
-        deadline = first.arrival + self.config.max_batch_delay
+        config = self.config
         while not self._closing:
-            if sum(r.size for r in self._pending) >= self.config.max_batch_size:
+            rows = sum(r.size for r in self._pending)
+            if rows >= config.max_batch_size:
                 return
-            remaining = deadline - time.monotonic()
+            wait = self.batch_delay if rows >= config.min_batch_size else max(self.batch_delay,
+                                                                              config.min_batch_timeout)
+            remaining = first.arrival + wait - time.monotonic()
             if remaining <= 0:
                 return
             self._wakeup.clear()
@@ -244,8 +259,10 @@ class BatchScheduler:
             else:
                 _settle(request.future, outcome)
         self.stats.record_error(failures)
-        self.stats.record_batch(answered, answered_rows, [start - r.arrival for r in batch], inference,
-                                batch_rows=sum(r.size for r in batch))
+        waits = [start - r.arrival for r in batch]
+        self.stats.record_batch(answered, answered_rows, waits, inference, batch_rows=sum(r.size for r in batch))
+        if self.latency_target is not None:
+            self.latency_target.observe([w + inference for w in waits])
         if inline:
             await asyncio.sleep(0)  # let the answers go out and new requests come in
 

@@ -341,3 +341,93 @@ def test_unbatchable_backend_gets_each_request_as_sent_without_waiting(servers):
         np.testing.assert_array_equal(result.policy_step.action, 2 * obs_rows(n, n))
     assert backend.batch_sizes[:3] == [2, 3, 1]
     assert sorted(backend.batch_sizes[3:]) == sorted(sizes)  # never merged
+
+
+# ----------------------------------------------------------------- knobs
+
+
+def test_min_batch_size_waits_for_company_up_to_its_timeout(servers):
+    backend = EchoBackend(stateful=False)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(
+        max_batch_size=8, min_batch_size=4, min_batch_timeout=30.0))
+    client = servers.client(server.address, "echo")
+    futures = []
+    for i in range(3):
+        futures.append(client.action_async(echo_time_step(obs_rows(i, 1)[0])))
+        wait_for_queue_depth(client, i + 1)  # held: fewer than 4 rows and the timeout is far
+    assert backend.batch_sizes == []
+    futures.append(client.action_async(echo_time_step(obs_rows(9, 1)[0])))
+    for i, future in enumerate(futures):
+        np.testing.assert_array_equal(future.result(WAIT).policy_step.action, 2 * obs_rows((i if i < 3 else 9), 1)[0])
+    assert backend.batch_sizes == [4]
+
+
+def test_min_batch_timeout_bounds_the_wait(servers):
+    backend = EchoBackend(stateful=False)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(
+        max_batch_size=8, min_batch_size=4, min_batch_timeout=0.2))
+    client = servers.client(server.address, "echo")
+    started = time.monotonic()
+    result = client.action(echo_time_step(obs_rows(0, 1)[0]))
+    assert time.monotonic() - started >= 0.18  # it waited for company that never came
+    np.testing.assert_array_equal(result.policy_step.action, 2 * obs_rows(0, 1)[0])
+    assert backend.batch_sizes == [1]
+
+
+def test_latency_target_moves_the_delay_within_bounds():
+    from policy_server.tuning import LatencyTarget  # pylint: disable=import-outside-toplevel
+
+    target = LatencyTarget(0.010)
+    assert target.delay == 0.0
+    for _ in range(40):
+        target.observe([0.001] * 256)  # fast answers: the delay grows, up to half the target
+    assert target.delay == pytest.approx(0.005)
+    target.observe([0.050] * 256)  # too slow: it halves
+    assert target.delay == pytest.approx(0.0025)
+    with pytest.raises(ValueError, match="latency target"):
+        LatencyTarget(0.0)
+
+
+def test_a_server_under_a_latency_target_answers_and_reports_its_delay(servers):
+    backend = EchoBackend(stateful=False)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=8, target_latency=0.05))
+    client = servers.client(server.address, "echo")
+    for i in range(300):
+        obs = obs_rows(i, 1)[0]
+        np.testing.assert_array_equal(client.action(echo_time_step(obs)).policy_step.action, 2 * obs)
+    scheduler = next(iter(server.server.registry)).scheduler
+    assert 0 < scheduler.batch_delay <= 0.025  # fast answers let it wait a little for company
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    ({"min_batch_size": 0}, "min_batch_size"), ({"max_batch_size": 4, "min_batch_size": 5}, "min_batch_size"),
+    ({"min_batch_timeout": -1}, "min_batch_timeout"), ({"target_latency": 0}, "target_latency"),
+    ({"inline_threshold": -1}, "inline_threshold")])
+def test_batching_knobs_reject_bad_values(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        BatchingConfig(**kwargs)
+
+
+class ThreadRecordingBackend(EchoBackend):
+    """Records the thread each backend call runs on."""
+
+    def __init__(self, **kwargs):
+        super().__init__(stateful=False, **kwargs)
+        self.threads: list[str] = []
+
+    def action(self, time_step, policy_state, seed=None):
+        self.threads.append(threading.current_thread().name)
+        return super().action(time_step, policy_state, seed)
+
+
+@pytest.mark.parametrize("delay, threshold, inline", [(0.0, 0.002, True), (0.01, 0.002, False), (0.0, 0.0, False)],
+                         ids=["fast-policy-inline", "slow-policy-on-worker", "threshold-0-always-worker"])
+def test_fast_policies_run_on_the_event_loop_slow_ones_on_the_worker(servers, delay, threshold, inline):
+    backend = ThreadRecordingBackend(delay=delay)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(inline_threshold=threshold))
+    client = servers.client(server.address, "echo")
+    for i in range(6):
+        client.action(echo_time_step(obs_rows(i, 1)[0]))
+    assert backend.threads[0].startswith("inference")  # the first batch: its cost is not known yet
+    later = set(backend.threads[1:])
+    assert later == ({"policy-server"} if inline else {"inference_0"}), backend.threads

@@ -31,6 +31,10 @@ from policy_server.tuning import LatencyTarget
 
 logger = logging.getLogger(__name__)
 
+# Event loop turns after a batch: two let gRPC hand the new messages over and
+# their readers queue them; more are taken while the queue still grows.
+_GATHER_TURNS = 6
+
 
 class StepEncoder(Protocol):
     """Turns a policy's answer for one request into what the scheduler resolves its future with.
@@ -243,7 +247,6 @@ class BatchScheduler:
 
     async def _run(self, batch: list[Request]) -> None:
         start = time.monotonic()
-        inline = self.inline
         outcomes = await self._on_worker(lambda: self._infer(batch))
         inference = time.monotonic() - start
         recent = self._recent_inference
@@ -263,8 +266,18 @@ class BatchScheduler:
         self.stats.record_batch(answered, answered_rows, waits, inference, batch_rows=sum(r.size for r in batch))
         if self.latency_target is not None:
             self.latency_target.observe([w + inference for w in waits])
-        if inline:
-            await asyncio.sleep(0)  # let the answers go out and new requests come in
+        await self._gather()
+
+    async def _gather(self) -> None:
+        """Gives the event loop a few turns after a batch, so that the answers go out and the
+        requests that arrived meanwhile reach the queue: the next batch takes them all."""
+        grown = True
+        for turn in range(_GATHER_TURNS):
+            if turn >= 2 and not grown:
+                return
+            before = len(self._pending)
+            await asyncio.sleep(0)
+            grown = len(self._pending) > before
 
     async def _piece_done(self, piece: Request, outcome: Any) -> None:
         """Records one piece; answers the whole request once its last piece has run."""

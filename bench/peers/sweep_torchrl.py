@@ -54,6 +54,8 @@ def main() -> int:
                         help="max seconds to wait for an idle machine before each run")
     parser.add_argument("--retries", type=int, default=2,
                         help="re-run a run whose window saw > 5%% CPU from other processes, this many times")
+    parser.add_argument("--keep-existing", action="store_true",
+                        help="reuse a run's JSON already in --out instead of running it again")
     args = parser.parse_args()
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,6 +64,9 @@ def main() -> int:
         for actors in args.actors:
             path = out / f"torchrl_{workload}_{actors}.json"
             best = None
+            if args.keep_existing and path.exists():
+                rows.append(json.loads(path.read_text()))
+                continue
             for attempt in range(1 + args.retries):
                 idle = wait_quiet(args.wait_quiet)
                 cmd = [sys.executable, str(HERE / "torchrl_peer.py"), "--workload", workload,

@@ -13,14 +13,13 @@ step) that produced it.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import queue
 import tempfile
 import time
 from typing import Any
 
-from examples.serving_demo import start_server, stop_server
+from examples.serving_demo import actor_context, start_server, stop_server
 
 TABLE = "uniform_table"
 COLLECT, GREEDY = "cartpole_collect", "cartpole"
@@ -179,7 +178,7 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
     replay = _replay_server(agent.collect_data_spec, config)
     reverb_address = f"127.0.0.1:{replay.port}"
     server, policy_address = start_server(["--demo", "--max-batch-size", "64"])
-    ctx = multiprocessing.get_context("spawn")
+    ctx = actor_context()
     stop, reports = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=_collect_actor, args=(i, policy_address, reverb_address, stop, reports),
                          daemon=True) for i in range(config.collect_actors)]

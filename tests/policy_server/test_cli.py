@@ -149,3 +149,19 @@ def test_sigterm_while_loading_exits_zero():
             proc.communicate()
     assert proc.returncode == 0, err[-3000:]
     assert "serving" not in out
+
+
+def test_serves_on_a_unix_socket(tmp_path):
+    socket = tmp_path / "policy.sock"
+    proc, address = start_server(["--factory", "echo=tests.support.fakes:EchoBackend", "--address", f"unix:{socket}"])
+    try:
+        assert address == f"unix:{socket}"
+        with PolicyClient(address, "echo", timeout=30) as client:
+            obs = np.array([1, 2, 3], np.float32)
+            step = client.action(ts.restart(obs), {"count": np.array(0, np.int64)}).policy_step
+            np.testing.assert_array_equal(step.action, 2 * obs)
+        assert stop_server(proc) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -75,6 +75,12 @@ class Bench:
     def __init__(self, args: argparse.Namespace):
         self.args, self.quick = args, args.quick
         self.ctx = multiprocessing.get_context(args.start_method)
+        if args.start_method == "forkserver":
+            # The actors fork from one process that has imported gRPC and numpy (not TensorFlow: the
+            # TF-free actors must stay free of it), so they share its memory layout. Spawned actors
+            # each get their own layout, which makes every context switch dearer with more
+            # processes than cores (see README, "Benchmarks").
+            self.ctx.set_forkserver_preload(["grpc", "numpy", "bench.workers"])
         self.stack = contextlib.ExitStack()
         self.tmp = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         self.sockets = itertools.count()
@@ -213,8 +219,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="target points only (at most ~3 minutes)")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per point (5; 2 with --quick)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per point (2; 1 with --quick)")
-    parser.add_argument("--start-method", default="spawn", choices=multiprocessing.get_all_start_methods(),
-                        help="multiprocessing start method of every actor process (default: spawn)")
+    parser.add_argument("--start-method", default="forkserver", choices=multiprocessing.get_all_start_methods(),
+                        help="multiprocessing start method of every actor process (default: forkserver)")
     parser.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
                         help="rewrite README.md's bench block (default: on for full runs, off with --quick)")
     parser.add_argument("--peer-in-quick", action="store_true", help="with --quick, also run the TorchRL peer at 16")

@@ -163,7 +163,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "| target | measured | bound | met |", "|---|---:|---:|---|"]
     for t in r["targets"]:
         met = "not measured" if t["met"] is None else "yes" if t["met"] else "**no**"
-        lines.append(f"| {t['target']} | {_fmt(t['value'])} | {t['op']} {_fmt(t['bound'])} | {met} |")
+        digits = 3 if t["value"] is not None and abs(t["value"]) < 10 else 1  # 1.496 is not 1.50
+        lines.append(f"| {t['target']} | {_fmt(t['value'], digits)} | {t['op']} {_fmt(t['bound'], 2)} | {met} |")
     ratios = [x for x in r.get("torchrl_ratios", []) if x["ratio"] is not None]
     lines += ["", "Reference, not a target: RemotePolicy vs the TorchRL peer (`bench/peers/torchrl_peer.py`), "
                   "16 actors, same start method" + (":" if ratios else ": the peer was not available in this run.")]

@@ -37,7 +37,8 @@ class BatchingConfig:
       target_latency: seconds; when set, the server tunes the batch delay
         (from 0 up to half of it) so that the p99 of queue wait + inference
         stays under it: batches grow while answers are fast and shrink when
-        they are not. It replaces max_batch_delay.
+        they are not. A batch as large as the largest recent one stops
+        waiting. It replaces max_batch_delay.
       inline_threshold: seconds. While the policy's recent batches took less
         than this, a batch runs on the event loop itself: handing it to the
         worker thread and back costs more than such a call. Slower policies

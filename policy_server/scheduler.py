@@ -223,6 +223,8 @@ class BatchScheduler:
             rows = sum(r.size for r in self._pending)
             if rows >= config.max_batch_size:
                 return
+            if self.latency_target is not None and rows >= config.min_batch_size and self.latency_target.full(rows):
+                return
             wait = self.batch_delay if rows >= config.min_batch_size else max(self.batch_delay,
                                                                               config.min_batch_timeout)
             remaining = first.arrival + wait - time.monotonic()
@@ -265,7 +267,7 @@ class BatchScheduler:
         waits = [start - r.arrival for r in batch]
         self.stats.record_batch(answered, answered_rows, waits, inference, batch_rows=sum(r.size for r in batch))
         if self.latency_target is not None:
-            self.latency_target.observe([w + inference for w in waits])
+            self.latency_target.observe([w + inference for w in waits], sum(r.size for r in batch))
         await self._gather()
 
     async def _gather(self) -> None:

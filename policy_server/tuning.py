@@ -3,7 +3,9 @@
 A multiplicative-decrease, additive-increase controller over the p99 of the
 latest answers' server-side latency (queue wait + inference). It only moves
 the delay within [0, target / 2]: a batch never waits longer than half the
-latency it is allowed.
+latency it is allowed. And a batch that already holds as many rows as the
+largest recent batch stops waiting: with a fixed set of actors, each waiting
+for its answer, nobody else is coming.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 
 _WINDOW = 256      # answers per decision
 _STEP = 0.05       # additive increase, as a fraction of the target
+_BATCHES = 32      # recent batch sizes that set the expected fill
 
 
 class LatencyTarget:
@@ -31,9 +34,15 @@ class LatencyTarget:
         self.delay = min(max(initial_delay, 0.0), target / 2)
         self._latencies: collections.deque[float] = collections.deque(maxlen=_WINDOW)
         self._since_decision = 0
+        self._batch_rows: collections.deque[int] = collections.deque(maxlen=_BATCHES)
 
-    def observe(self, latencies: list[float]) -> None:
-        """Records answered requests' latencies; every _WINDOW answers, moves the delay."""
+    def full(self, rows: int) -> bool:
+        """Whether a batch of `rows` holds as many rows as the largest recent batch."""
+        return bool(self._batch_rows) and rows >= max(self._batch_rows)
+
+    def observe(self, latencies: list[float], rows: int) -> None:
+        """Records one batch (its rows and its answers' latencies); every _WINDOW answers, moves the delay."""
+        self._batch_rows.append(rows)
         self._latencies.extend(latencies)
         self._since_decision += len(latencies)
         if self._since_decision < _WINDOW:

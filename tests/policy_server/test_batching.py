@@ -380,10 +380,11 @@ def test_latency_target_moves_the_delay_within_bounds():
     target = LatencyTarget(0.010)
     assert target.delay == 0.0
     for _ in range(40):
-        target.observe([0.001] * 256)  # fast answers: the delay grows, up to half the target
+        target.observe([0.001] * 256, 16)  # fast answers: the delay grows, up to half the target
     assert target.delay == pytest.approx(0.005)
-    target.observe([0.050] * 256)  # too slow: it halves
+    target.observe([0.050] * 256, 8)  # too slow: it halves
     assert target.delay == pytest.approx(0.0025)
+    assert target.full(16) and not target.full(15)  # as large as the largest recent batch: no more waiting
     with pytest.raises(ValueError, match="latency target"):
         LatencyTarget(0.0)
 

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install proto check-proto test test-all bench demo clean
+.PHONY: install proto check-proto test test-all bench bench-quick demo clean
 
 install: $(STAMP)
 
@@ -35,12 +35,19 @@ test: $(STAMP) check-proto
 test-all: $(STAMP) check-proto
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
+# The TorchRL peer runs from its own venv (.venv-torchrl, torch CPU build); without it
+# the benchmark marks the peer rows "not available".
 bench: $(STAMP)
+	bash bench/peers/setup_torchrl.sh || echo "bench: TorchRL peer unavailable (setup failed); its rows are skipped"
 	$(PY) -m bench
+
+bench-quick: $(STAMP)
+	bash bench/peers/setup_torchrl.sh || echo "bench: TorchRL peer unavailable (setup failed); its rows are skipped"
+	$(PY) -m bench --quick
 
 demo: $(STAMP)
 	$(PY) -m examples.demo
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-torchrl build *.egg-info .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -62,9 +62,10 @@ async def serve(variant, port_q, stop_evt):
             async for req in it:
                 answers.put_nowait(asyncio.ensure_future(one(req)))
             answers.put_nowait(None)
-        r = asyncio.ensure_future(read())
+        reader = asyncio.ensure_future(read())
         while (a := await answers.get()) is not None:
             yield (await a).SerializeToString()
+        await reader
 
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("tfa_policy_grpc.v1.PolicyService", {

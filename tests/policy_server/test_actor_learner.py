@@ -82,6 +82,7 @@ def test_bad_pushes_are_rejected_and_serving_goes_on(served):
         with pytest.raises(FailedPreconditionError, match="older than the served version 9"):
             publisher.push(variables, 8)
     after = actions_of(remote)
+    assert after != before  # the good push took effect
     assert remote.last_version == 9
     assert after == actions_of(py_tf_eager_policy.PyTFEagerPolicy(demo_policy.cartpole_q_policy(seed=4)))
 

@@ -50,9 +50,9 @@ class PolicyClient:
       timeout: seconds each call may take (its deadline), reconnection included.
       transport: "stream" (one bidi stream, lowest latency) or "unary".
       credentials, options, load_balancing: see make_channel.
-      use_plans: fetch the policy's specs at the first action and encode /
-        decode conforming values leaf by leaf from then on (the generic codec
-        still takes whatever does not fit).
+      use_plans: after the first answer, fetch the policy's specs once and
+        encode / decode conforming values leaf by leaf from then on (the
+        generic codec still takes whatever does not fit).
     """
 
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
@@ -74,6 +74,7 @@ class PolicyClient:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.use_plans = use_plans
         self._plans: tuple[RequestPlan, AnswerPlan] | None = None
+        self._plans_tried = False
 
     def set_plans(self, specs: PolicySpecs) -> tuple[RequestPlan, AnswerPlan]:
         """Compiles the plans of `specs` (the served policy's) for the fast path."""
@@ -82,13 +83,18 @@ class PolicyClient:
         return self._plans
 
     def plans(self) -> tuple[RequestPlan, AnswerPlan] | None:
-        """The fast-path plans, fetching the specs once (None when disabled or unreachable)."""
-        if self._plans is None and self.use_plans:
-            try:
-                self.set_plans(self.get_specs()[0])
-            except errors.RemoteError:
-                return None
+        """The fast-path plans, once known (None before, or when disabled)."""
         return self._plans
+
+    def _learn_plans(self) -> None:
+        """After an answer (the server serves the policy): fetch its specs once for the fast path."""
+        if self._plans is not None or not self.use_plans or self._plans_tried:
+            return
+        self._plans_tried = True  # one attempt, whatever happens
+        try:
+            self.set_plans(self.get_specs()[0])
+        except errors.RemoteError:
+            pass
 
     # -------------------------------------------------------------- metadata
 
@@ -179,22 +185,27 @@ class PolicyClient:
         shapes (outer + spec shape) is decoded leaf by leaf.
         """
         if self.transport == "unary":
-            return _decode(self._unary(self._stub.Action, request), plan, outer)
+            result = _decode(self._unary(self._stub.Action, request), plan, outer)
+            self._learn_plans()
+            return result
         deadline = time.monotonic() + self.timeout
         while True:
             try:
                 response = self._get_stream().call(request, deadline)
-                break
+                if not response.HasField("error"):
+                    result = _decode(response, plan, outer)
+                    self._learn_plans()
+                    return result
+                raise status.from_status(response.error)
             except errors.DeadlineExceededError:
                 raise errors.DeadlineExceededError(
                     f"no answer within {self.timeout:.1f}s from {self.address}") from None
             except errors.UnavailableError:
+                # Not accepted (the stream broke, the policy is still loading, the
+                # server is stopping): safe to send again until the deadline.
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.05)
-        if response.HasField("error"):
-            raise status.from_status(response.error)
-        return _decode(response, plan, outer)
 
     def close(self) -> None:
         """Closes the stream and the channel."""

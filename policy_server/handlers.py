@@ -72,13 +72,13 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
     @rpc.unary
     async def GetSpecs(self, request, context):  # noqa: N802
-        hosted = self.registry.get(request.policy)
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
         return service_pb.GetSpecsResponse(specs=steps.policy_specs_to_proto(hosted.backend.specs),
                                            version=hosted.backend.version, policy=hosted.name)
 
     @rpc.unary
     async def GetInitialState(self, request, context):  # noqa: N802
-        hosted = self.registry.get(request.policy)
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
         batch_size = request.batch_size or None
         state = await hosted.scheduler.run_exclusive(lambda: hosted.backend.initial_state(batch_size))
         return service_pb.GetInitialStateResponse(state=nests.nest_to_proto(state), version=hosted.backend.version)
@@ -86,6 +86,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
     @rpc.unary
     async def Action(self, request, context):  # noqa: N802
         try:
+            if self.registry.loading(request.policy):
+                await self.registry.wait(request.policy, context.time_remaining())
             return await self._answer(request)
         except errors.RemoteError:
             raise
@@ -126,7 +128,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
     @rpc.unary
     async def GetStats(self, request, context):  # noqa: N802
-        policies = [self.registry.get(request.policy)] if request.policy else list(self.registry)
+        policies = [await self.registry.wait(request.policy, context.time_remaining())] if request.policy \
+            else list(self.registry)
         return service_pb.GetStatsResponse(policies=[stats_proto(h) for h in policies])
 
     async def PushVariables(self, request_iterator, context):  # noqa: N802
@@ -137,7 +140,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 if isinstance(request, rpc.Malformed):
                     raise request.error()
                 if assembler is None:
-                    hosted = self.registry.get(request.policy)
+                    hosted = await self.registry.wait(request.policy, context.time_remaining())
                     version = request.version
                     specs = hosted.backend.variable_specs()
                     if not specs:
@@ -158,7 +161,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
     @rpc.unary
     async def GetVariables(self, request, context):  # noqa: N802
-        hosted = self.registry.get(request.policy)
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
         specs = hosted.backend.variable_specs()
         values = await hosted.scheduler.run_exclusive(hosted.backend.variable_values) \
             if request.include_values else [None] * len(specs)
@@ -173,12 +176,18 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
     def _start(self, request: Any) -> asyncio.Future:
         """Validates and queues one action request; never raises.
 
+        A request for a policy that is still loading waits for it (up to
+        LOADING_WAIT, then UNAVAILABLE, which clients retry); its answer keeps
+        its place in the stream.
+
         Returns:
           The future of (response, version), or of the error to answer with.
         """
         try:
             if isinstance(request, rpc.Malformed):
                 raise request.error()
+            if self.registry.loading(request.policy):
+                return asyncio.ensure_future(self._start_when_loaded(request))
             hosted = self.registry.get(request.policy)
             try:
                 prepared = prepare_request(hosted, request)
@@ -190,6 +199,10 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             future = asyncio.get_running_loop().create_future()
             future.set_exception(e)
             return future
+
+    async def _start_when_loaded(self, request: service_pb.ActionRequest) -> Any:
+        await self.registry.wait(request.policy, None)
+        return await self._start(request)
 
     async def _answer(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
         response, version = await self._start(request)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from typing import Callable, Iterator
 
@@ -18,6 +19,8 @@ from policy_server.weights import WeightSwapper
 
 # Client-supplied names are echoed in errors cut to this length.
 _NAME_CHARS = 200
+# Longest wait of a call for a policy that is loading, when the call has no deadline.
+LOADING_WAIT = 120.0
 
 
 @dataclasses.dataclass
@@ -51,38 +54,88 @@ class HostedPolicy:
 
 
 class Registry:
-    """The named policies of one server; the first one named is the default."""
+    """The named policies of one server; the first one named is the default.
+
+    A call for a policy that is still loading waits until it serves, within
+    the call's deadline (`wait`); health says NOT_SERVING meanwhile.
+    """
 
     def __init__(self) -> None:
         self._policies: dict[str, HostedPolicy] = {}
         self._expected: list[str] = []
+        self._ready: dict[str, asyncio.Event] = {}
+        self._failure: str | None = None
+        self._closed = False
 
     def expect(self, names) -> None:
-        """Names the policies that will be added once loaded (FAILED_PRECONDITION until then)."""
+        """Names the policies that will be added once loaded (on the server's event loop)."""
         self._expected = list(names)
+        self._ready = {name: asyncio.Event() for name in self._expected}
 
     def add(self, hosted: HostedPolicy) -> None:
         if hosted.name in self._policies:
             raise ValueError(f"policy {hosted.name!r} is already registered")
         self._policies[hosted.name] = hosted
+        if hosted.name in self._ready:
+            self._ready[hosted.name].set()
+
+    def fail(self, error: BaseException) -> None:
+        """Loading failed: calls waiting for a policy that never came get FAILED_PRECONDITION."""
+        self._failure = f"{type(error).__name__}: {error}"
+        self._wake_all()
+
+    def close(self) -> None:
+        """The server is stopping: calls waiting for a policy get UNAVAILABLE."""
+        self._closed = True
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for event in self._ready.values():
+            event.set()
+
+    def _resolve(self, name: str) -> str:
+        return self._expected[0] if not name and self._expected else name
 
     def get(self, name: str) -> HostedPolicy:
         """Returns the named policy (the default, the first one named, for an empty name).
 
         Raises:
           PolicyNotFoundError: an unknown name.
-          FailedPreconditionError: a policy still loading.
+          UnavailableError: a policy still loading (retryable), or the server is stopping.
+          FailedPreconditionError: loading failed.
         """
-        if not name and self._expected:
-            name = self._expected[0]
+        name = self._resolve(name)
         hosted = self._policies.get(name)
         if hosted is not None:
             return hosted
         shown = truncate(repr(name), _NAME_CHARS)
-        if name in self._expected:
-            raise errors.FailedPreconditionError(f"policy {shown} is still loading")
-        raise errors.PolicyNotFoundError(f"no policy named {shown}; this server hosts {sorted(self._expected)}",
-                                         fields=(("policy", "no such policy"),))
+        if name not in self._expected:
+            raise errors.PolicyNotFoundError(f"no policy named {shown}; this server hosts {sorted(self._expected)}",
+                                             fields=(("policy", "no such policy"),))
+        if self._closed:
+            raise errors.UnavailableError("the server is shutting down")
+        if self._failure is not None:
+            raise errors.FailedPreconditionError(f"policy {shown} failed to load: {truncate(self._failure)}")
+        raise errors.UnavailableError(f"policy {shown} is still loading")
+
+    def loading(self, name: str) -> bool:
+        """Whether `name` is a policy that is still loading."""
+        name = self._resolve(name)
+        return name not in self._policies and name in self._ready and not self._ready[name].is_set()
+
+    async def wait(self, name: str, timeout: float | None) -> HostedPolicy:
+        """Returns the named policy, waiting up to `timeout` seconds (None: LOADING_WAIT) while it loads.
+
+        Raises:
+          as `get` (UnavailableError when it is still loading at the end).
+        """
+        if self.loading(name):
+            event = self._ready[self._resolve(name)]
+            try:
+                await asyncio.wait_for(event.wait(), LOADING_WAIT if timeout is None else max(timeout, 0.0))
+            except asyncio.TimeoutError:
+                pass
+        return self.get(name)
 
     def __iter__(self) -> Iterator[HostedPolicy]:
         return iter(self._policies.values())

@@ -32,8 +32,9 @@ class PolicyServer:
     """Hosts named policies on one gRPC port.
 
     Health (grpc.health.v1) reports NOT_SERVING until every policy is loaded,
-    SERVING while up, and NOT_SERVING again from the start of `stop`. Action
-    calls for a policy still loading get FAILED_PRECONDITION.
+    SERVING while up, and NOT_SERVING again from the start of `stop`. Calls
+    for a policy still loading wait until it serves, within their deadline
+    (then UNAVAILABLE, which clients retry).
 
     Args:
       policies: name -> backend, or name -> function building the backend or
@@ -119,6 +120,15 @@ class PolicyServer:
         return f"{address.rsplit(':', 1)[0]}:{self.port}"
 
     async def _load(self) -> None:
+        try:
+            await self._load_policies()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self.registry.fail(e)
+            raise
+
+    async def _load_policies(self) -> None:
         loop = asyncio.get_running_loop()
         for name, source in self._policies.items():
             backend = source if isinstance(source, Backend) else await loop.run_in_executor(None, _build, source)
@@ -165,6 +175,7 @@ class PolicyServer:
         for hosted in self.registry:
             hosted.scheduler.stop_accepting()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.registry.close()
         if self._loaded is not None and not self._loaded.done():
             self._loaded.cancel()
         if self._stats_task is not None:

@@ -138,8 +138,9 @@ def test_sigterm_while_loading_exits_zero():
         with grpc.insecure_channel(address) as channel:
             health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
             assert health.status == health_pb2.HealthCheckResponse.NOT_SERVING
-        with PolicyClient(address, "cartpole", transport="unary", timeout=10) as client:
-            with pytest.raises(client_errors.FailedPreconditionError, match="still loading"):
+        with PolicyClient(address, "cartpole", transport="unary", timeout=1) as client:
+            # The call waits for the policy within its deadline, which ends first here.
+            with pytest.raises((client_errors.DeadlineExceededError, client_errors.UnavailableError)):
                 client.action(cartpole_step(np.zeros(4, np.float32)))
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

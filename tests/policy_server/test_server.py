@@ -243,7 +243,8 @@ def test_unknown_policy_is_not_found(servers, transport):
     assert default.action(echo_time_step(np.ones(3, np.float32)), count(0)).policy_step.state["count"] == 1
 
 
-def test_policy_still_loading_is_failed_precondition(servers):
+@pytest.mark.parametrize("transport", ["unary", "stream"])
+def test_calls_during_loading_wait_for_the_policy(servers, transport):
     release = threading.Event()
 
     def build():
@@ -251,21 +252,39 @@ def test_policy_still_loading_is_failed_precondition(servers):
         return EchoBackend(version=4)
 
     server = servers.serve({"slow": build}, wait_until_loaded=False, gates=(release,))
-    for name in ("slow", ""):
-        client = servers.client(server.address, name, transport="unary")
-        with pytest.raises(client_errors.FailedPreconditionError, match="still loading"):
-            client.action(echo_time_step(np.zeros(3, np.float32)), count(0))
-        with pytest.raises(client_errors.FailedPreconditionError):
-            client.get_specs()
-    with pytest.raises(client_errors.PolicyNotFoundError):
+    with pytest.raises(client_errors.PolicyNotFoundError):  # unknown names do not wait
         servers.client(server.address, "other", transport="unary").get_specs()
-    stream = servers.client(server.address, "slow")
-    with pytest.raises(client_errors.FailedPreconditionError):
-        stream.action(echo_time_step(np.zeros(3, np.float32)), count(0))
+    impatient = servers.client(server.address, "slow", transport=transport, timeout=0.5)
+    with pytest.raises((client_errors.DeadlineExceededError, client_errors.UnavailableError)):
+        impatient.action(echo_time_step(np.zeros(3, np.float32)), count(0))
+    pending = [servers.client(server.address, name, transport=transport).action_async(
+        echo_time_step(np.full(3, i, np.float32)), count(i)) for i, name in enumerate(("slow", "", "slow"))]
+    specs = concurrent.futures.ThreadPoolExecutor(1).submit(servers.client(server.address, "slow").get_specs)
+    time.sleep(0.2)
+    assert not any(f.done() for f in pending) and not specs.done()  # waiting, not failing
     release.set()
-    server.run(server.server.wait_until_loaded())
-    result = stream.action(echo_time_step(np.ones(3, np.float32)), count(0))
-    assert result.version == 4 and result.policy_step.state["count"] == 1
+    for i, future in enumerate(pending):
+        result = future.result(WAIT)
+        assert result.version == 4 and result.policy_step.state["count"] == i + 1
+    assert specs.result(WAIT)[1] == 4
+
+
+def test_calls_waiting_for_a_policy_that_fails_to_load_get_failed_precondition(servers):
+    release = threading.Event()
+
+    def build():
+        assert release.wait(WAIT), "never released"
+        raise OSError("no such SavedModel")
+
+    server = servers.serve({"broken": build}, wait_until_loaded=False, gates=(release,))
+    client = servers.client(server.address, "broken", transport="unary")
+    waiting = client.action_async(echo_time_step(np.zeros(3, np.float32)), count(0))
+    time.sleep(0.2)
+    release.set()
+    with pytest.raises(client_errors.FailedPreconditionError, match="failed to load: OSError: no such SavedModel"):
+        waiting.result(WAIT)
+    with pytest.raises(Exception, match="no such SavedModel"):
+        server.run(server.server.wait_until_loaded())
 
 
 def test_stream_answers_each_bad_request_and_keeps_serving(echo, servers):
@@ -376,8 +395,9 @@ def test_graceful_stop_answers_every_accepted_request(servers):
     stopper = threading.Thread(target=server.stop, kwargs={"grace": 10.0})
     stopper.start()
     wait_until(lambda: health_status(channel) == NOT_SERVING, "NOT_SERVING")
-    # Stop has begun: new requests are refused (on a fresh stream and on a raw unary call).
-    late = servers.client(server.address, "echo")
+    # Stop has begun: new requests are refused (on a fresh stream and on a raw unary call). The
+    # client retries UNAVAILABLE within its deadline (a restarted server would answer), so it is short.
+    late = servers.client(server.address, "echo", timeout=1.0)
     with pytest.raises(client_errors.UnavailableError, match="shutting down"):
         late.action(echo_time_step(np.zeros(3, np.float32)), count(0))
     with pytest.raises(grpc.RpcError) as info:

@@ -70,19 +70,29 @@ def test_bad_policy_flags_are_clear_errors(flags, match):
         cli.backend_sources(cli.parse_args(flags))
 
 
-def test_factory_serves_what_a_callable_returns():
-    proc, address = start_server(["--factory", "echo=tests.support.fakes:EchoBackend"])
+ECHO_FACTORY = ["--factory", "echo=tests.support.fakes:EchoBackend"]
+
+
+def check_echo_served(flags: list[str]) -> str:
+    """Starts policy-server with `flags` (serving the echo factory), checks one action, stops it; its address."""
+    proc, address = start_server(flags)
     try:
         with PolicyClient(address, "echo", timeout=30) as client:
             assert [p.name for p in client.list_policies()] == ["echo"]
             obs = np.array([1, 2, 3], np.float32)
             step = client.action(ts.restart(obs), {"count": np.array(4, np.int64)}).policy_step
             np.testing.assert_array_equal(step.action, 2 * obs)
+            assert step.state["count"] == 5
         assert stop_server(proc) == 0
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+    return address
+
+
+def test_factory_serves_what_a_callable_returns():
+    check_echo_served(ECHO_FACTORY)
 
 
 def test_demo_policy_is_served_and_sigterm_exits_zero(cartpole_tf_policy):
@@ -154,15 +164,4 @@ def test_sigterm_while_loading_exits_zero():
 
 def test_serves_on_a_unix_socket(tmp_path):
     socket = tmp_path / "policy.sock"
-    proc, address = start_server(["--factory", "echo=tests.support.fakes:EchoBackend", "--address", f"unix:{socket}"])
-    try:
-        assert address == f"unix:{socket}"
-        with PolicyClient(address, "echo", timeout=30) as client:
-            obs = np.array([1, 2, 3], np.float32)
-            step = client.action(ts.restart(obs), {"count": np.array(0, np.int64)}).policy_step
-            np.testing.assert_array_equal(step.action, 2 * obs)
-        assert stop_server(proc) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    assert check_echo_served([*ECHO_FACTORY, "--address", f"unix:{socket}"]) == f"unix:{socket}"

@@ -142,11 +142,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 if assembler is None:
                     hosted = await self.registry.wait(request.policy, context.time_remaining())
                     version = request.version
-                    specs = hosted.backend.variable_specs()
-                    if not specs:
-                        raise errors.FailedPreconditionError(
-                            f"the {hosted.backend.kind} policy {hosted.name!r} has no variables that can be pushed")
-                    assembler = PushAssembler(specs, request.num_variables)
+                    assembler = PushAssembler(hosted.weights.variable_specs(), request.num_variables)
                 for piece in request.slices:
                     assembler.add(piece)
             if assembler is None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from policy_client.wire import errors
 from policy_server.assembler import check_values
-from policy_server.backend import Backend
+from policy_server.backend import Backend, VariableSpec
 from policy_server.scheduler import BatchScheduler
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,18 @@ class WeightSwapper:
         self.scheduler = scheduler
         self.updates_applied = 0
 
+    def variable_specs(self) -> list[VariableSpec]:
+        """The variables new values must match.
+
+        Raises:
+          FailedPreconditionError: the policy has no variables to replace.
+        """
+        specs = self.backend.variable_specs()
+        if not specs:
+            raise errors.FailedPreconditionError(
+                f"the {self.backend.kind} policy {self.name!r} has no variables that can be pushed")
+        return specs
+
     def check(self, update: WeightUpdate) -> None:
         """Checks an update before it is queued (cheap, on the caller's thread).
 
@@ -71,11 +83,7 @@ class WeightSwapper:
           InvalidArgumentError: values that do not match the variables.
         """
         if update.values is not None:
-            specs = self.backend.variable_specs()
-            if not specs:
-                raise errors.FailedPreconditionError(
-                    f"the {self.backend.kind} policy {self.name!r} has no variables that can be pushed")
-            check_values(specs, update.values)
+            check_values(self.variable_specs(), update.values)
         elif not self.backend.loads_checkpoints:
             raise errors.FailedPreconditionError(
                 f"the {self.backend.kind} policy {self.name!r} cannot load PolicySaver checkpoints")

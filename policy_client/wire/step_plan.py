@@ -107,7 +107,6 @@ class AnswerPlan:
         self._parts = [NestPlan(s, registry) for s in (action_spec, policy_state_spec, info_spec)]
         counts = [len(p.specs) for p in self._parts]
         self._cuts = (counts[0], counts[0] + counts[1])
-        self._registry = registry
 
     def fits(self, step: Any) -> bool:
         """Whether a policy step has exactly the specs' structure (its leaves may be any arrays)."""

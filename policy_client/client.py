@@ -235,7 +235,10 @@ class PolicyClient:
         try:
             return method(request, timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as e:
-            raise status.from_rpc_error(e) from e
+            error = status.from_rpc_error(e)
+        # Raised outside the except block: the failed call (grpc objects) is not
+        # kept alive as __context__ by a caller that holds on to the error.
+        raise error
 
 
 def _decode(response: service_pb.ActionResponse, plan: AnswerPlan | None, outer: tuple[int, ...]) -> ActionResult:

@@ -18,10 +18,11 @@ import logging
 import time
 from typing import Any, Callable, Protocol, Sequence
 
+import grpc
 import numpy as np
 import tree
 
-from policy_client.wire import errors
+from policy_client.wire import errors, raised
 from policy_server import batching
 from policy_server.backend import Backend, UnsupportedSeedError
 from policy_server.batching import Request
@@ -371,5 +372,9 @@ def _as_error(error: Exception, backend: Backend) -> errors.RemoteError:
         return error
     if isinstance(error, UnsupportedSeedError):
         return errors.InvalidArgumentError(f"seed: {error}", fields=(("seed", str(error)),))
-    logger.exception("inference failed on %s backend", backend.kind, exc_info=error)
-    return errors.InternalError(f"inference failed: {type(error).__name__}: {error}", reason=type(error).__name__)
+    remote = raised.from_policy(error)
+    if remote.code == grpc.StatusCode.INTERNAL:
+        logger.exception("inference failed on %s backend", backend.kind, exc_info=error)
+    else:  # the policy refused its input, as it would locally: the caller gets the exception
+        logger.info("the %s policy raised %s: %s", backend.kind, type(error).__name__, error)
+    return remote

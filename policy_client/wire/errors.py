@@ -50,21 +50,31 @@ class RemoteError(PolicyGrpcError):
         google.rpc.BadRequest field violations.
       reason: a short machine-readable cause (google.rpc.ErrorInfo.reason),
         e.g. the Python exception type a hosted policy raised.
+      exception_type: for an exception the hosted policy raised, the portable
+        type it travels as, e.g. "builtins.ValueError" (see `raised`); the
+        client raises a class deriving from that type too.
     """
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(self, details: str, code: grpc.StatusCode | None = None, *,
-                 fields: Sequence[tuple[str, str]] = (), reason: str = ""):
+                 fields: Sequence[tuple[str, str]] = (), reason: str = "", exception_type: str = ""):
         super().__init__(details)
+        self.fill(details, code, fields, reason, exception_type)
+
+    def fill(self, details: str, code: grpc.StatusCode | None, fields: Sequence[tuple[str, str]],
+             reason: str, exception_type: str) -> None:
+        """Sets the attributes (also for classes whose other bases need their own __init__)."""
         self.details = details
         self.fields = tuple(fields)
         self.reason = reason
+        self.exception_type = exception_type
         if code is not None:
             self.code = code
 
     def __str__(self) -> str:
-        return f"{self.code.name}: {self.details}"
+        # An exception the hosted policy raised reads as it would locally.
+        return self.details if self.exception_type else f"{self.code.name}: {self.details}"
 
 
 class InvalidArgumentError(RemoteError, ValueError):
@@ -109,6 +119,12 @@ class InternalError(RemoteError):
     code = grpc.StatusCode.INTERNAL
 
 
+class UnimplementedError(RemoteError):
+    """The server or the hosted policy does not implement the operation (UNIMPLEMENTED)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
 BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {cls.code: cls for cls in (
     InvalidArgumentError, PolicyNotFoundError, ResourceExhaustedError, UnavailableError,
-    FailedPreconditionError, DeadlineExceededError, InternalError)}
+    FailedPreconditionError, DeadlineExceededError, InternalError, UnimplementedError)}

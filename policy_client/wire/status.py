@@ -17,7 +17,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from policy_client.wire import errors
+from policy_client.wire import errors, raised
 
 DOMAIN = "tfa-policy-grpc"
 # Status messages travel in HTTP/2 trailers twice (grpc-message and the
@@ -46,15 +46,16 @@ def as_remote_error(error: BaseException) -> errors.RemoteError:
     """The RemoteError an exception is answered with.
 
     RemoteErrors are themselves; field errors (codec, spec mismatch) become
-    INVALID_ARGUMENT naming their field; anything else is INTERNAL with the
-    exception type as its reason.
+    INVALID_ARGUMENT naming their field; anything else is an exception of the
+    hosted policy (or a server defect), answered by `raised.from_policy`: its
+    code follows its type, its type is its reason and travels along.
     """
     if isinstance(error, errors.RemoteError):
         return error
     if isinstance(error, errors.FieldError):
         fields = ((error.field, str(error)),) if error.field else ()
         return errors.InvalidArgumentError(str(error), fields=fields, reason=type(error).__name__)
-    return errors.InternalError(f"{type(error).__name__}: {error}", reason=type(error).__name__)
+    return raised.from_policy(error)
 
 
 def to_status(error: BaseException) -> status_pb2.Status:
@@ -67,9 +68,11 @@ def to_status(error: BaseException) -> status_pb2.Status:
                                                         description=truncate(text, MAX_FIELD_CHARS))
             for field, text in remote.fields[:MAX_FIELDS]])
         status.details.add().Pack(bad_request)
-    if remote.reason:
-        status.details.add().Pack(error_details_pb2.ErrorInfo(reason=truncate(remote.reason, MAX_FIELD_CHARS),
-                                                              domain=DOMAIN))
+    if remote.reason or remote.exception_type:
+        info = error_details_pb2.ErrorInfo(reason=truncate(remote.reason, MAX_FIELD_CHARS), domain=DOMAIN)
+        if remote.exception_type:
+            info.metadata[raised.METADATA_KEY] = remote.exception_type
+        status.details.add().Pack(info)
     return status
 
 
@@ -77,7 +80,7 @@ def from_status(status: status_pb2.Status) -> errors.RemoteError:
     """The exception for a google.rpc.Status, with its field violations and reason."""
     code = code_of(status.code)
     fields: list[tuple[str, str]] = []
-    reason = ""
+    reason = exception_type = ""
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
@@ -87,8 +90,11 @@ def from_status(status: status_pb2.Status) -> errors.RemoteError:
             info = error_details_pb2.ErrorInfo()
             detail.Unpack(info)
             reason = info.reason
+            exception_type = info.metadata.get(raised.METADATA_KEY, "")
     cls = errors.BY_CODE.get(code, errors.RemoteError)
-    return cls(status.message, None if cls is not errors.RemoteError else code, fields=fields, reason=reason)
+    error = cls(status.message, None if cls is not errors.RemoteError else code, fields=fields, reason=reason,
+                exception_type=exception_type)
+    return raised.with_local_type(error) if exception_type else error
 
 
 def from_rpc_error(error: grpc.RpcError) -> errors.RemoteError:

@@ -30,9 +30,12 @@ def test_field_errors_become_invalid_argument_naming_the_field():
     assert remote.fields == (("policy_state", "policy_state: expected ()"),) and remote.reason == "SpecMismatchError"
 
 
-def test_other_exceptions_become_internal_with_their_type_as_reason():
+def test_other_exceptions_travel_with_their_type_as_reason():
     remote = status.as_remote_error(KeyError("k"))
-    assert type(remote) is errors.InternalError and remote.reason == "KeyError" and "KeyError" in remote.details
+    assert isinstance(remote, errors.InvalidArgumentError) and remote.reason == "KeyError"
+    assert remote.exception_type == "builtins.KeyError"
+    remote = status.as_remote_error(OSError("disk"))
+    assert type(remote) is errors.InternalError and remote.reason == "OSError" and "OSError: disk" in remote.details
 
 
 def test_unknown_codes_keep_their_code():

@@ -9,17 +9,21 @@ from policy_client import wire
 from policy_client.channel import make_channel
 from policy_client.client import ActionResult, PolicyClient, PolicyInfo
 from policy_client.publisher import VariablePublisher
+from policy_client.security import TOKEN_ENV, TOKEN_FILE_ENV, tls_credentials
 from policy_client.wire.errors import (CodecError, DeadlineExceededError, FailedPreconditionError, InternalError,
-                                       InvalidArgumentError, PolicyGrpcError, PolicyNotFoundError, RemoteError,
-                                       ResourceExhaustedError, SpecMismatchError, UnavailableError)
+                                       InvalidArgumentError, PermissionDeniedError, PolicyGrpcError,
+                                       PolicyNotFoundError, RemoteError, ResourceExhaustedError, SpecMismatchError,
+                                       UnauthenticatedError, UnavailableError, UnimplementedError)
 from policy_client.wire.registry import register_namedtuple
 from policy_client.wire.standins import PolicySpecs
 
 __all__ = [
     "ActionResult", "CodecError", "DeadlineExceededError", "FailedPreconditionError", "InternalError",
-    "InvalidArgumentError", "PolicyClient", "PolicyGrpcError", "PolicyInfo", "PolicyNotFoundError",
-    "PolicySpecs", "RemoteError", "RemotePolicy", "ResourceExhaustedError", "SpecMismatchError",
-    "UnavailableError", "VariablePublisher", "load", "make_channel", "register_namedtuple", "wire",
+    "InvalidArgumentError", "PermissionDeniedError", "PolicyClient", "PolicyGrpcError", "PolicyInfo",
+    "PolicyNotFoundError", "PolicySpecs", "RemoteError", "RemotePolicy", "ResourceExhaustedError",
+    "SpecMismatchError", "TOKEN_ENV", "TOKEN_FILE_ENV", "UnauthenticatedError", "UnavailableError",
+    "UnimplementedError", "VariablePublisher", "load", "make_channel", "register_namedtuple", "tls_credentials",
+    "wire",
 ]
 
 

@@ -10,8 +10,9 @@ import time
 from typing import Any, Sequence
 
 import grpc
+import numpy as np
 
-from policy_client import wire
+from policy_client import security, wire
 from policy_client.channel import DEFAULT_TIMEOUT, make_channel
 from policy_client.stream import ActionStream
 from policy_client.wire import errors, status
@@ -45,28 +46,46 @@ class PolicyClient:
     Thread-safe: one client (one channel, one stream) serves many threads.
 
     Args:
-      address: gRPC target of the server (see make_channel).
-      policy: the policy name; empty selects the server's default policy.
+      address: gRPC target of the server (see make_channel), or a URI
+        "grpcs://host:port/policy?ca=...&cert=...&key=...&server_name=...&token_file=..."
+        (or grpc:// for plaintext; see policy_client.security).
+      policy: the policy name; empty selects the URI's, else the server's default policy.
       timeout: seconds each call may take (its deadline), reconnection included.
       transport: "stream" (one bidi stream, lowest latency) or "unary".
       credentials, options, load_balancing: see make_channel.
       use_plans: after the first answer, fetch the policy's specs once and
         encode / decode conforming values leaf by leaf from then on (the
         generic codec still takes whatever does not fit).
+      token, token_file: the bearer token sent with every call (default:
+        $TFA_POLICY_TOKEN, or the file $TFA_POLICY_TOKEN_FILE names; token=""
+        sends none). Only over TLS or to a local address (see security).
+
+    Raises:
+      ValueError: a bad transport, URI or token (see security.endpoint).
+      OSError: a certificate or token file cannot be read.
+
+    Attributes:
+      input_mode: the ActionRequest.input_mode of every request (STRICT by
+        default; RemotePolicy sets INPUT_MODE_AS_LOCAL).
+      backend: the kind of backend serving the policy, once get_specs ran.
     """
+
+    input_mode: int = service_pb.INPUT_MODE_UNSPECIFIED
+    backend: str = ""
 
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
                  options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
-                 use_plans: bool = True):
+                 use_plans: bool = True, token: str | None = None, token_file: str | None = None):
         if transport not in ("stream", "unary"):
             raise ValueError(f"transport must be 'stream' or 'unary', got {transport!r}")
-        self.address = address
-        self.policy = policy
+        where = security.endpoint(address, policy, credentials=credentials, token=token, token_file=token_file)
+        self.address = where.target
+        self.policy = where.policy
         self.timeout = timeout
         self.transport = transport
-        self._channel = make_channel(address, credentials=credentials, options=options,
-                                     load_balancing=load_balancing)
+        self._channel = make_channel(where.target, credentials=where.credentials,
+                                     options=(*where.options, *options), load_balancing=load_balancing)
         self._stub = service_grpc.PolicyServiceStub(self._channel)
         self._ids = itertools.count(1)
         self._stream: ActionStream | None = None
@@ -104,15 +123,36 @@ class PolicyClient:
         return [PolicyInfo(p.name, p.version, p.backend, p.stateful) for p in response.policies]
 
     def get_specs(self) -> tuple[PolicySpecs, int]:
-        """The policy's specs and current version."""
+        """The policy's specs and current version (and sets `backend`, the kind hosting it)."""
         response = self._unary(self._stub.GetSpecs, service_pb.GetSpecsRequest(policy=self.policy))
+        self.backend = response.backend
         return wire.policy_specs_from_proto(response.specs), response.version
 
-    def get_initial_state(self, batch_size: int | None = None) -> Any:
-        """The policy's initial state for `batch_size` rows (None: unbatched)."""
+    def get_initial_state(self, batch_size: int | None = None, *, as_local: bool = False) -> Any:
+        """The policy's initial state for `batch_size` rows (None: unbatched).
+
+        With `as_local`, exactly what the hosted policy's own
+        `get_initial_state(batch_size)` returns (INPUT_MODE_AS_LOCAL).
+        """
         request = service_pb.GetInitialStateRequest(policy=self.policy, batch_size=batch_size or 0)
+        if as_local:
+            request.input_mode = service_pb.INPUT_MODE_AS_LOCAL
         response = self._unary(self._stub.GetInitialState, request)
         return wire.nest_from_proto(response.state, copy=True)
+
+    def load_checkpoint(self, path: str, version: int = 0) -> int:
+        """Asks the server to load a PolicySaver checkpoint from its filesystem; returns the version served.
+
+        `version` 0 takes the train step from the directory's name.
+        """
+        request = service_pb.LoadCheckpointRequest(policy=self.policy, path=path, version=version)
+        return self._unary(self._stub.LoadCheckpoint, request).version
+
+    def variables(self) -> tuple[int, list[np.ndarray]]:
+        """(version, the values of every variable in the policy's order) as the server holds them."""
+        request = service_pb.GetVariablesRequest(policy=self.policy, include_values=True)
+        response = self._unary(self._stub.GetVariables, request)
+        return response.version, [wire.array_from_proto(v.value, copy=True) for v in response.variables]
 
     def stats(self) -> list[dict[str, Any]]:
         """Serving statistics of every policy (or of this client's policy if named)."""
@@ -128,9 +168,26 @@ class PolicyClient:
         Raises:
           CodecError: a value that cannot be encoded (the message names it).
         """
-        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids))
+        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids),
+                                           input_mode=self.input_mode)
         wire.write_time_step(request.time_step, time_step)
         wire.write_nest(request.policy_state, policy_state if policy_state is not None else ())
+        if seed is not None:
+            request.seed = int(seed)
+        return request
+
+    def encode_as_local(self, time_step: Any, policy_state: Any = (), *, seed: int | None = None,
+                        leaf: Any = None) -> service_pb.ActionRequest:
+        """An INPUT_MODE_AS_LOCAL request carrying the values exactly as given.
+
+        Any nest travels (scalars, any dtype or shape, extra keys); the server
+        hands it to the hosted policy's own `action`, which casts or raises as
+        it would locally. `leaf` converts leaves (e.g. tensors) first.
+        """
+        request = service_pb.ActionRequest(policy=self.policy, request_id=next(self._ids),
+                                           input_mode=service_pb.INPUT_MODE_AS_LOCAL)
+        wire.write_nest(request.any_time_step, time_step, path="time_step", leaf=leaf)
+        wire.write_nest(request.policy_state, policy_state, path="policy_state", leaf=leaf)
         if seed is not None:
             request.seed = int(seed)
         return request
@@ -161,7 +218,11 @@ class PolicyClient:
     def action_async(self, time_step: Any, policy_state: Any = (), *, batch_size: int = 0,
                      seed: int | None = None) -> concurrent.futures.Future:
         """Like `action`, but returns a future of the ActionResult at once."""
-        request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
+        return self.submit(*self._prepare(time_step, policy_state, batch_size, seed))
+
+    def submit(self, request: service_pb.ActionRequest, plan: AnswerPlan | None = None,
+               outer: tuple[int, ...] = ()) -> concurrent.futures.Future:
+        """`send` on a worker thread: returns a future of the ActionResult at once."""
         if self._executor is None:
             with self._stream_lock:
                 if self._executor is None:
@@ -171,7 +232,8 @@ class PolicyClient:
     def encode_leaves(self, plan: RequestPlan, leaves: Sequence[Any], *, batch_size: int = 0,
                       seed: int | None = None) -> service_pb.ActionRequest:
         """Builds an ActionRequest from the leaves of a conforming (time_step, state) (see RequestPlan)."""
-        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids))
+        request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids),
+                                           input_mode=self.input_mode)
         plan.write(request.time_step, request.policy_state, leaves)
         if seed is not None:
             request.seed = int(seed)

@@ -8,6 +8,7 @@ import grpc
 import numpy as np
 import tree
 
+from policy_client import security
 from policy_client.channel import DEFAULT_TIMEOUT, make_channel
 from policy_client.wire import status, tensors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
@@ -33,15 +34,27 @@ class VariablePublisher:
         limit are sent in slices).
       timeout: deadline of a push in seconds.
       credentials, options: see make_channel.
+      token, token_file: the learner's bearer token, as for PolicyClient
+        (default: $TFA_POLICY_TOKEN or $TFA_POLICY_TOKEN_FILE).
+
+    `address` may be a grpc:// or grpcs:// URI, as for PolicyClient.
+
+    Raises:
+      ValueError: a bad URI or token (see security.endpoint).
+      OSError: a certificate or token file cannot be read.
     """
 
     def __init__(self, address: str, policy: str = "", *, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  timeout: float = DEFAULT_TIMEOUT, credentials: grpc.ChannelCredentials | None = None,
-                 options: Sequence[tuple[str, Any]] = ()):
-        self.policy = policy
+                 options: Sequence[tuple[str, Any]] = (), token: str | None = None,
+                 token_file: str | None = None):
+        where = security.endpoint(address, policy, credentials=credentials, token=token, token_file=token_file)
+        self.address = where.target
+        self.policy = where.policy
         self.chunk_bytes = chunk_bytes
         self.timeout = timeout
-        self._channel = make_channel(address, credentials=credentials, options=options)
+        self._channel = make_channel(where.target, credentials=where.credentials,
+                                     options=(*where.options, *options))
         self._stub = service_grpc.PolicyServiceStub(self._channel)
 
     def push(self, variables: Any, version: Any) -> int:

@@ -15,6 +15,7 @@ from tf_agents.trajectories import time_step as ts
 from policy_client.channel import DEFAULT_TIMEOUT
 from policy_client.client import ActionResult, PolicyClient
 from policy_client.wire import tf_agents_types
+from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.spec_check import SpecMismatchError, check_nest
 
 tf_agents_types.register()
@@ -25,21 +26,27 @@ class RemotePolicy(py_policy.PyPolicy):
 
     The specs are fetched once and equal the served policy's (`==`); `action`
     and `get_initial_state` return numpy nests of the same structure, dtypes
-    and shapes as the local policy's. Time steps may be unbatched or carry one
-    outer batch dimension. Inputs are checked against the specs before they
-    are sent: a mismatch raises a ValueError (or TypeError for a wrong
-    structure) naming the field, as a local policy would.
+    and shapes as the local policy's. Time steps that match the specs
+    (unbatched, or with one outer batch dimension) are batched with other
+    actors' on the server. Anything else (Python numbers, other dtypes or
+    shapes, tensors, extra keys, state the specs do not declare) is handed to
+    the hosted policy's own `action` as it was passed, which casts, ignores or
+    raises exactly as the local policy does; its exception reaches the caller
+    with the same type (see INPUT_MODE_AS_LOCAL).
 
     One RemotePolicy is safe to use from many threads (one channel, one stream).
 
     Args:
-      address: gRPC target of the server, e.g. "127.0.0.1:50051".
+      address: gRPC target of the server, e.g. "127.0.0.1:50051", or a
+        grpc:// / grpcs:// URI (see PolicyClient and policy_client.security).
       policy: the policy name on the server; empty selects its default policy.
       timeout: deadline of each call in seconds, reconnection included.
       transport: "stream" (default, lowest latency) or "unary".
       credentials: grpc.ChannelCredentials for TLS; None connects in plaintext.
       options: extra gRPC channel options.
       load_balancing: e.g. "round_robin" over a multi-address target.
+      token, token_file: the bearer token (default: $TFA_POLICY_TOKEN or
+        $TFA_POLICY_TOKEN_FILE); see PolicyClient.
 
     Raises:
       RemoteError: the server cannot be reached or has no such policy
@@ -48,9 +55,12 @@ class RemotePolicy(py_policy.PyPolicy):
 
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
-                 options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None):
+                 options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
+                 token: str | None = None, token_file: str | None = None):
         self._client = PolicyClient(address, policy, timeout=timeout, transport=transport,
-                                    credentials=credentials, options=options, load_balancing=load_balancing)
+                                    credentials=credentials, options=options, load_balancing=load_balancing,
+                                    token=token, token_file=token_file)
+        self._client.input_mode = service_pb.INPUT_MODE_AS_LOCAL
         try:
             specs, version = self._client.get_specs()
         except Exception:
@@ -62,6 +72,9 @@ class RemotePolicy(py_policy.PyPolicy):
             self._collect_data_spec = specs.collect_data_spec
         self._last_version = version
         self._request_plan, self._answer_plan = self._client.set_plans(specs)
+        # TF policies are served as PyTFEagerPolicy would call them: an unbatched
+        # time step with a state of one row runs as a batch of one.
+        self._batches_single_steps = self._client.backend in _TF_BACKENDS
 
     @property
     def client(self) -> PolicyClient:
@@ -73,6 +86,42 @@ class RemotePolicy(py_policy.PyPolicy):
         """The policy version (train step) that answered the latest call."""
         return self._last_version
 
+    # ------------------------------------ the SavedModel policy's methods, with remote meaning
+
+    def get_train_step(self) -> np.int64:
+        """The version (train step) the server serves now, as SavedModelPyTFEagerPolicy.get_train_step()."""
+        return np.int64(self._client.get_specs()[1])
+
+    def variables(self) -> list[np.ndarray]:
+        """The values of the served policy's variables, in `policy.variables()` order (read-only copies).
+
+        Locally these are tf.Variables (or their numpy values from a
+        PyTFEagerPolicy); assigning to them would not change the served
+        policy: push new values with a VariablePublisher instead.
+        """
+        self._last_version, values = self._client.variables()
+        for value in values:
+            value.flags.writeable = False
+        return values
+
+    def update_from_checkpoint(self, checkpoint_path: str) -> None:
+        """Has the server load a PolicySaver checkpoint, as SavedModelPyTFEagerPolicy does locally.
+
+        `checkpoint_path` is on the server's filesystem (a shared one in a
+        cluster); the new version is the train step in its name. With
+        authentication on, only a learner may call this.
+
+        Raises:
+          FailedPreconditionError: the served policy cannot load checkpoints
+            (only SavedModel backends can), or the checkpoint is older.
+          InvalidArgumentError: the path holds no PolicySaver checkpoint.
+        """
+        self._last_version = self._restored_step = self._client.load_checkpoint(checkpoint_path)
+
+    def get_train_step_from_last_restored_checkpoint_path(self) -> int | None:
+        """The version the last update_from_checkpoint made current (None before any)."""
+        return getattr(self, "_restored_step", None)
+
     def action_async(self, time_step: ts.TimeStep, policy_state: Any = (),
                      seed: int | None = None) -> concurrent.futures.Future:
         """Starts `action` and returns a future of its PolicyStep at once.
@@ -80,8 +129,14 @@ class RemotePolicy(py_policy.PyPolicy):
         Lets an actor step its environment while the server computes. Input
         errors raise here, before anything is sent.
         """
-        time_step, policy_state, rows, unbatch = self._prepare(time_step, policy_state)
-        inner = self._client.action_async(time_step, policy_state, batch_size=rows, seed=seed)
+        prepared = self._prepare(time_step, policy_state)
+        if prepared is None:
+            request = self._client.encode_as_local(time_step, policy_state, seed=seed, leaf=_numpy)
+            inner = self._client.submit(request)
+            unbatch = False
+        else:
+            time_step, policy_state, rows, unbatch = prepared
+            inner = self._client.action_async(time_step, policy_state, batch_size=rows, seed=seed)
         outer: concurrent.futures.Future = concurrent.futures.Future()
         inner.add_done_callback(lambda f: self._settle(f, outer, unbatch))
         return outer
@@ -103,12 +158,16 @@ class RemotePolicy(py_policy.PyPolicy):
         if fast is not None:
             request, outer = fast
             return self._unwrap(self._client.send(request, self._answer_plan, outer), False)
-        time_step, policy_state, rows, unbatch = self._prepare(time_step, policy_state)
+        prepared = self._prepare(time_step, policy_state)
+        if prepared is None:  # as the local policy would take it: the server hands it over as it is
+            request = self._client.encode_as_local(time_step, policy_state, seed=seed, leaf=_numpy)
+            return self._unwrap(self._client.send(request), False)
+        time_step, policy_state, rows, unbatch = prepared
         result = self._client.action(time_step, policy_state, batch_size=rows, seed=seed)
         return self._unwrap(result, unbatch)
 
     def _get_initial_state(self, batch_size: int | None) -> Any:
-        return self._client.get_initial_state(batch_size)
+        return self._client.get_initial_state(batch_size, as_local=True)
 
     # ----------------------------------------------------- helpers
 
@@ -118,6 +177,8 @@ class RemotePolicy(py_policy.PyPolicy):
         if type(step_type) is not np.ndarray or step_type.ndim > 1:
             return None
         outer = step_type.shape
+        if not self._request_plan.stateful and not _is_empty(policy_state):
+            return None  # state the specs do not declare (e.g. ScriptedPyPolicy's): the policy's own business
         leaves = self._request_plan.leaves(time_step, policy_state, outer)
         if leaves is None:
             return None
@@ -125,32 +186,34 @@ class RemotePolicy(py_policy.PyPolicy):
                                              seed=seed)
         return request, outer
 
-    def _prepare(self, time_step: Any, policy_state: Any) -> tuple[Any, Any, int, bool]:
-        """Converts plain numbers to the spec dtypes and checks everything against the specs.
+    def _prepare(self, time_step: Any, policy_state: Any) -> tuple[Any, Any, int, bool] | None:
+        """The inputs as a conforming batch, or None when they do not match the specs.
 
         Returns:
           (time_step, policy_state, rows to send, whether to unbatch the
-          action and info of the answer).
+          action and info of the answer), or None: the inputs go to the
+          hosted policy as they are.
         """
-        time_step = _as_arrays(self.time_step_spec, time_step, "time_step")
-        step_type_shape = time_step.step_type.shape
-        if len(step_type_shape) > 1:
-            raise SpecMismatchError(
-                f"time_step.step_type: expected shape () or (batch_size,), got {step_type_shape}; "
-                "RemotePolicy takes at most one outer dimension")
-        outer = tuple(step_type_shape)
-        check_nest(time_step, self.time_step_spec, outer_shape=outer, path="time_step")
+        step_type = getattr(time_step, "step_type", None)
+        if not isinstance(time_step, ts.TimeStep) or type(step_type) is not np.ndarray or step_type.ndim > 1:
+            return None
+        outer = step_type.shape
+        rows = outer[0] if outer else 0
+        conforming = _conform(time_step, self.time_step_spec, outer)
+        if conforming is None:
+            return None
         if not tree.flatten(self.policy_state_spec):
-            return time_step, (), outer[0] if outer else 0, False
-        policy_state = _as_arrays(self.policy_state_spec, policy_state, "policy_state")
-        if not outer and _has_outer_dim_of_one(policy_state, self.policy_state_spec):
-            # TF-Agents' convention for an unbatched time step with a state from
-            # get_initial_state(1) (what PyDriver does): the step runs as a batch
-            # of one, action and info come back unbatched, the state stays batched.
-            time_step = tree.map_structure(lambda x: x[None], time_step)
-            return time_step, policy_state, 1, True
-        check_nest(policy_state, self.policy_state_spec, outer_shape=outer, path="policy_state")
-        return time_step, policy_state, outer[0] if outer else 0, False
+            return (conforming, (), rows, False) if _is_empty(policy_state) else None
+        state = _conform(policy_state, self.policy_state_spec, outer)
+        if state is not None:
+            return conforming, state, rows, False
+        state = _conform(policy_state, self.policy_state_spec, (1,)) if not outer else None
+        if state is not None and self._batches_single_steps:
+            # PyTFEagerPolicy's convention for an unbatched time step with a state
+            # from get_initial_state(1) (what PyDriver does): the step runs as a
+            # batch of one, action and info come back unbatched, the state batched.
+            return tree.map_structure(lambda x: x[None], conforming), state, 1, True
+        return None
 
     def _unwrap(self, result: ActionResult, unbatch: bool) -> policy_step.PolicyStep:
         self._last_version = result.version
@@ -169,18 +232,29 @@ class RemotePolicy(py_policy.PyPolicy):
             outer.set_result(self._unwrap(inner.result(), unbatch))
 
 
-def _has_outer_dim_of_one(state: Any, spec: Any) -> bool:
-    try:
-        check_nest(state, spec, outer_shape=(1,))
-        return True
-    except SpecMismatchError:
-        return False
+_TF_BACKENDS = ("tf_eager", "saved_model", "py_tf_policy")
 
 
-def _as_arrays(spec: Any, value: Any, path: str) -> Any:
-    """Leaves that are not numpy arrays (numbers, tensors) become arrays of the spec's dtype."""
+def _conform(value: Any, spec: Any, outer: tuple[int, ...]) -> Any:
+    """`value` in the spec's containers when it is a nest of numpy arrays matching `spec`
+    with `outer` dimensions, else None. (Keras-tracked dicts and lists become plain ones.)"""
     try:
-        return tree.map_structure(
-            lambda s, v: v if isinstance(v, np.ndarray) else np.asarray(v, dtype=s.dtype), spec, value)
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"{path} does not match the policy's spec: {e}") from e
+        value = tree.map_structure(lambda _, v: v, spec, value)
+    except (TypeError, ValueError):
+        return None
+    if not all(type(x) is np.ndarray for x in tree.flatten(value)):
+        return None
+    try:
+        check_nest(value, spec, outer_shape=outer)
+    except (SpecMismatchError, TypeError, ValueError):
+        return None
+    return value
+
+
+def _is_empty(state: Any) -> bool:
+    return state is None or (isinstance(state, (tuple, list, dict)) and not tree.flatten(state))
+
+
+def _numpy(value: Any) -> Any:
+    """Tensors travel as numpy arrays of their dtype; everything else as it is."""
+    return value.numpy() if hasattr(value, "numpy") and not isinstance(value, np.ndarray) else value

@@ -70,6 +70,20 @@ class Backend(abc.ABC):
     def initial_state(self, batch_size: int | None) -> Any:
         """Returns the initial policy state (numpy nest); `()` when stateless."""
 
+    def local_action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        """What the local TF-Agents policy's own `action` returns for these inputs, as they are.
+
+        Inputs need not match the specs (any dtype, shape, Python scalars,
+        extra or missing keys): the policy casts, ignores or raises exactly
+        as it would locally (see INPUT_MODE_AS_LOCAL). The default, for
+        backends without a local wrapper, calls `action`.
+        """
+        return self.action(time_step, policy_state, seed)
+
+    def local_initial_state(self, batch_size: int | None) -> Any:
+        """What the local policy's `get_initial_state(batch_size)` returns (default: `initial_state`)."""
+        return self.initial_state(batch_size)
+
     def variable_specs(self) -> list[VariableSpec]:
         """The policy's variables in `policy.variables()` order (empty: none)."""
         return []
@@ -167,6 +181,13 @@ class PyPolicyBackend(Backend):
 
     def initial_state(self, batch_size: int | None) -> Any:
         return to_numpy(self.policy.get_initial_state(batch_size))
+
+    def local_action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        # Exactly the local call: a policy whose _action takes no seed raises
+        # TypeError here, as it does locally.
+        step = self.policy.action(time_step, policy_state, seed=seed) if seed is not None else \
+            self.policy.action(time_step, policy_state)
+        return to_numpy(step)
 
 
 def _accepts_seed(policy: Any) -> bool:

@@ -34,6 +34,9 @@ class Request:
       split: for a piece of a request split across batches, the split it
         belongs to (see split_request); the whole request's future answers.
       piece: the piece's index within its split.
+      local: for a request served as the local policy would be (see
+        INPUT_MODE_AS_LOCAL), its (time_step, policy_state) as sent; such a
+        request runs alone through the backend's `local_action`.
     """
 
     leaves: list[np.ndarray]
@@ -44,6 +47,7 @@ class Request:
     future: asyncio.Future | None = None
     split: "Split | None" = None
     piece: int = 0
+    local: tuple[Any, Any] | None = None
 
     @classmethod
     def from_nests(cls, time_step: Any, policy_state: Any, rows: int, seed: int | None = None) -> "Request":
@@ -90,8 +94,8 @@ class Split:
 
 
 def can_join(request: Request, batchable: bool) -> bool:
-    """Whether a request may share a batch with others (seeded ones run alone)."""
-    return batchable and request.seed is None
+    """Whether a request may share a batch with others (seeded and local ones run alone)."""
+    return batchable and request.seed is None and request.local is None
 
 
 def take_batch(pending: collections.deque[Request], max_rows: int, batchable: bool) -> list[Request]:

@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import importlib
 import logging
+import os
 import signal
 import sys
 from typing import Any, Callable, Sequence
 
+from policy_server import security
 from policy_server.config import BatchingConfig, ServerConfig
 
 logger = logging.getLogger("policy_server")
@@ -63,7 +65,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--follow-interval", type=float, default=2.0,
                         help="seconds between polls of followed sources (default: %(default)s)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    _add_security_args(parser)
     return parser.parse_args(argv)
+
+
+def _add_security_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "security", "TLS, mTLS and bearer tokens. Secrets are read from files or the environment, never from "
+                    "the command line. Health checking and reflection stay open to everyone.")
+    group.add_argument("--tls-cert", metavar="PATH", help="serve TLS with this certificate chain (PEM); "
+                                                          "needs --tls-key")
+    group.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert (PEM)")
+    group.add_argument("--tls-client-ca", metavar="PATH",
+                       help="require a client certificate signed by these CA certificates (PEM) on every "
+                            "connection (mTLS); needs --tls-cert")
+    group.add_argument("--tokens-file", metavar="PATH",
+                       help="require 'authorization: Bearer TOKEN' on every policy call; the file holds one "
+                            f"'ROLE TOKEN' per line ('#' comments). Roles: {security.ACTOR} (list, specs, "
+                            f"initial state, actions, stats) and {security.LEARNER} (also push and read "
+                            f"variables, load checkpoints). Without it, ${security.TOKENS_ENV} is read the same way if set; "
+                            "with neither, calls need no token")
+
+
+def security_settings(args: argparse.Namespace) -> tuple[Any, security.TokenAuth | None]:
+    """(server credentials or None, tokens or None) from the security flags and the environment.
+
+    Raises:
+      SystemExit: a flag without its partner, a file that cannot be read, no valid token.
+    """
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("policy-server: --tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        raise SystemExit("policy-server: --tls-client-ca needs --tls-cert and --tls-key")
+    if args.tokens_file and security.TOKENS_ENV in os.environ:
+        raise SystemExit(f"policy-server: tokens come from --tokens-file or ${security.TOKENS_ENV}, not both")
+    try:
+        credentials = security.server_credentials(args.tls_cert, args.tls_key, args.tls_client_ca) \
+            if args.tls_cert else None
+        auth = security.TokenAuth.from_file(args.tokens_file) if args.tokens_file \
+            else security.TokenAuth.from_env()
+    except ValueError as e:
+        raise SystemExit(f"policy-server: {e}") from None
+    return credentials, auth
 
 
 def batching_config(args: argparse.Namespace) -> BatchingConfig:
@@ -134,19 +177,25 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
     return pairs
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth | None] | None = None) -> None:
+    """Runs the server until SIGTERM/SIGINT; `secured` is security_settings(args) (computed if None)."""
     from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
 
+    credentials, auth = secured if secured is not None else security_settings(args)
     config = ServerConfig(address=args.address or f"{args.host}:{args.port}", batching=batching_config(args),
                           max_message_bytes=args.max_message_mb << 20, stats_interval=args.stats_interval,
                           follow_checkpoints=_pairs(args.follow_checkpoints, "--follow-checkpoints"),
                           follow_reverb=_pairs(args.follow_reverb, "--follow-reverb"),
-                          follow_interval=args.follow_interval, reverb_table=args.reverb_table)
+                          follow_interval=args.follow_interval, reverb_table=args.reverb_table,
+                          credentials=credentials, auth=auth)
     server = PolicyServer(backend_sources(args), config)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
-    await server.start(wait_until_loaded=False)
+    try:
+        await server.start(wait_until_loaded=False)
+    except OSError as e:
+        raise SystemExit(f"policy-server: {e}") from None
     print(f"policy-server listening on {server.bound_address} (loading policies)", flush=True)
     try:
         await server.wait_until_loaded()
@@ -168,7 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(args))
+    secured = security_settings(args)  # before anything loads: a bad flag fails at once
+    asyncio.run(serve(args, secured))
     return 0
 
 

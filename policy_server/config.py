@@ -7,6 +7,8 @@ from typing import Mapping
 
 import grpc
 
+from policy_server.security import TokenAuth
+
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -87,7 +89,10 @@ class ServerConfig:
       batching: batching settings of every policy.
       max_message_bytes: largest request or response accepted.
       stats_interval: seconds between stats lines in the log (0: never).
-      credentials: server credentials for TLS; None serves plaintext.
+      credentials: server credentials for TLS (see security.server_credentials);
+        None serves plaintext.
+      auth: the bearer tokens calls need and the roles they grant (see
+        security.TokenAuth); None: every call is allowed.
       follow_checkpoints: policy name -> PolicySaver checkpoint directory
         (`<root>/policies/checkpoints`, any tf.io.gfile path) to follow.
       follow_reverb: policy name -> address of a Reverb server holding a
@@ -102,6 +107,7 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     stats_interval: float = 0.0
     credentials: grpc.ServerCredentials | None = None
+    auth: TokenAuth | None = None
     follow_checkpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
     follow_reverb: Mapping[str, str] = dataclasses.field(default_factory=dict)
     follow_interval: float = 2.0

@@ -37,6 +37,19 @@ def latest_checkpoint(checkpoint_dir: str) -> tuple[int, str] | None:
     return max(found) if found else None
 
 
+def checkpoint_step(path: str) -> int | None:
+    """The train step in a PolicySaver checkpoint directory's name (policy_checkpoint_<step>), or None."""
+    match = _CHECKPOINT.search(path.rstrip("/"))
+    return int(match.group(1)) if match else None
+
+
+def is_checkpoint(path: str) -> bool:
+    """Whether `path` is a complete PolicySaver checkpoint (its variables index exists; it is written last)."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    return tf.io.gfile.exists(os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, "variables.index"))
+
+
 class Follower:
     """Polls a source every `interval` seconds and applies newer weights.
 

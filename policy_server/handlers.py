@@ -12,7 +12,7 @@ from policy_client.wire import errors, nests, status, steps, tensors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.step_plan import AnswerPlan
-from policy_server import rpc
+from policy_server import follow, rpc
 from policy_server.assembler import PushAssembler
 from policy_server.registry import HostedPolicy, Registry
 from policy_server.validation import prepare_request
@@ -74,13 +74,16 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
     async def GetSpecs(self, request, context):  # noqa: N802
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         return service_pb.GetSpecsResponse(specs=steps.policy_specs_to_proto(hosted.backend.specs),
-                                           version=hosted.backend.version, policy=hosted.name)
+                                           version=hosted.backend.version, policy=hosted.name,
+                                           backend=hosted.backend.kind)
 
     @rpc.unary
     async def GetInitialState(self, request, context):  # noqa: N802
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         batch_size = request.batch_size or None
-        state = await hosted.scheduler.run_exclusive(lambda: hosted.backend.initial_state(batch_size))
+        initial = hosted.backend.local_initial_state if request.input_mode == service_pb.INPUT_MODE_AS_LOCAL \
+            else hosted.backend.initial_state
+        state = await hosted.scheduler.run_exclusive(lambda: initial(batch_size))
         return service_pb.GetInitialStateResponse(state=nests.nest_to_proto(state), version=hosted.backend.version)
 
     @rpc.unary
@@ -169,6 +172,20 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 tensors.write_array(info.value, value)
         return response
 
+    @rpc.unary
+    async def LoadCheckpoint(self, request, context):  # noqa: N802
+        """Loads a PolicySaver checkpoint from the server's filesystem, as a weight update."""
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        version = request.version or follow.checkpoint_step(request.path)
+        if version is None:
+            message = "version: 0 takes the train step from a policy_checkpoint_<step> name; this path has none"
+            raise errors.InvalidArgumentError(message, fields=(("version", message),))
+        if not await asyncio.get_running_loop().run_in_executor(None, follow.is_checkpoint, request.path):
+            message = f"path: {request.path!r} is not a PolicySaver checkpoint (no variables/variables.index)"
+            raise errors.InvalidArgumentError(message, fields=(("path", message),))
+        update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
+        return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
+
     def _start(self, request: Any) -> asyncio.Future:
         """Validates and queues one action request; never raises.
 
@@ -213,7 +230,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         except Exception as e:  # pylint: disable=broad-except
             if not isinstance(e, errors.RemoteError):
                 logger.exception("unexpected error answering request %d", request_id)
-            return service_pb.ActionResponse(request_id=request_id, error=status.to_status(e))
+            return service_pb.ActionResponse(request_id=request_id,
+                                             error=status.to_status(e, status.MAX_STREAM_MESSAGE_CHARS))
         response.version = version
         response.request_id = request_id
         return response

@@ -9,6 +9,7 @@ with INVALID_ARGUMENT (per message on streams).
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import grpc
@@ -38,6 +39,8 @@ def _tolerant_parser(message_type: Any) -> Any:
 
     return parse
 
+logger = logging.getLogger(__name__)
+
 
 def unary(method: Any) -> Any:
     """Wraps a unary handler: Malformed requests and errors end the call with their status."""
@@ -49,6 +52,10 @@ def unary(method: Any) -> Any:
                 raise request.error()
             return await method(self, request, context)
         except errors.RemoteError as e:
+            await status.abort(context, e)
+        except Exception as e:  # pylint: disable=broad-except
+            # Never UNKNOWN: a policy's exception travels with its type, a defect as INTERNAL.
+            logger.exception("unexpected error in %s", method.__name__)
             await status.abort(context, e)
 
     return handler

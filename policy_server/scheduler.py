@@ -312,6 +312,8 @@ class BatchScheduler:
     def _infer(self, batch: list[Request]) -> list[Any]:
         """One backend call for the batch; one outcome per request: (answer, version) or an error."""
         version = self.backend.version
+        if batch[0].local is not None:
+            return [_guarded(lambda: self._local(batch[0], version), self.backend)]
         if not self.backend.batchable:
             return [_guarded(lambda r=r: self._direct(r, version), self.backend) for r in batch]
         try:
@@ -327,6 +329,10 @@ class BatchScheduler:
         time_step, policy_state = request.unflatten(request.leaves)
         step = self.backend.action(time_step, policy_state, request.seed)
         return self._encode(tree.flatten(step), step), version
+
+    def _local(self, request: Request, version: int) -> Any:
+        step = self.backend.local_action(*request.local, request.seed)
+        return self._encoder.encode(step), version
 
     def _batched(self, batch: list[Request], version: int) -> list[Any]:
         leaves, rows = batching.stack(batch)

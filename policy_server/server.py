@@ -14,7 +14,7 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from policy_client.wire import SERVICE_NAME
-from policy_server import rpc
+from policy_server import rpc, security
 from policy_server.backend import Backend
 from policy_server.config import ServerConfig
 from policy_server.handlers import PolicyServicer, ResponseEncoder
@@ -37,9 +37,10 @@ class PolicyServer:
     (then UNAVAILABLE, which clients retry).
 
     Args:
-      policies: name -> backend, or name -> function building the backend or
-        the policy (called on a worker thread after the port is open); the
-        first is the default policy.
+      policies: name -> a backend, a policy (any PyPolicy, a TFPolicy, a
+        PolicySaver SavedModel path; see tf_backends.backend_for), or a
+        function building either (called on a worker thread after the port is
+        open); the first is the default policy.
       config: how the server runs (address, batching, limits, followers).
 
     Raises:
@@ -79,7 +80,9 @@ class PolicyServer:
         Returns:
           The bound port.
         """
-        self._server = grpc.aio.server(options=self._options)
+        auth = self.config.auth
+        interceptors = [security.AuthInterceptor(auth)] if auth is not None else []
+        self._server = grpc.aio.server(options=self._options, interceptors=interceptors)
         self._servicer = PolicyServicer(self.registry)
         rpc.add_to_server(self._servicer, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
@@ -87,20 +90,34 @@ class PolicyServer:
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self._server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
-        address = self.config.address
-        if self.config.credentials is None:
-            self.port = self._server.add_insecure_port(address)
-        else:
-            self.port = self._server.add_secure_port(address, self.config.credentials)
-        if not self.port:
-            raise OSError(f"cannot bind {address}")
+        address, tls = self.config.address, self.config.credentials is not None
+        try:
+            self.port = self._bind(address)
+        except OSError:
+            await self._server.stop(None)  # left to the garbage collector, it can hang the exit
+            self._server = None
+            raise
         await self._server.start()
-        logger.info("listening on %s", self.bound_address)
+        logger.info("listening on %s (%s)", self.bound_address, security.describe(tls, auth))
+        for warning in security.exposure_warnings(address, tls, auth):
+            logger.warning("%s", warning)
         self.registry.expect(self._policies)
         self._loaded = asyncio.ensure_future(self._load())
         if wait_until_loaded:
             await self.wait_until_loaded()
         return self.port
+
+    def _bind(self, address: str) -> int:
+        credentials = self.config.credentials
+        try:
+            port = self._server.add_insecure_port(address) if credentials is None \
+                else self._server.add_secure_port(address, credentials)
+        except RuntimeError as e:  # gRPC's "Failed to bind", e.g. a TLS key that is not the certificate's
+            hint = " with these TLS credentials (is the key the certificate's?)" if credentials else ""
+            raise OSError(f"cannot bind {address}{hint}") from e
+        if not port:
+            raise OSError(f"cannot bind {address}")
+        return port
 
     async def wait_until_loaded(self) -> None:
         """Waits until every policy is loaded and health says SERVING.
@@ -229,6 +246,7 @@ class BackgroundServer:
                  wait_until_loaded: bool = True, **overrides: Any):
         config = dataclasses.replace(config, **overrides)
         self._loop = asyncio.new_event_loop()
+        quiet_poller_races(self._loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="policy-server", daemon=True)
         self._thread.start()
         self.server: PolicyServer = self._call(self._make(policies, config))
@@ -261,9 +279,28 @@ class BackgroundServer:
         self.stop()
 
 
-def _build(source: Callable[[], Any]) -> Backend:
-    """Worker thread: calls a policy source and wraps what it returns in a backend."""
-    built = source()
+def quiet_poller_races(loop: asyncio.AbstractEventLoop) -> None:
+    """Drops gRPC's spurious BlockingIOError reports when several event loops share its poller.
+
+    Every grpc.aio object binds its thread's loop to gRPC's one process-wide
+    completion-queue socket, so with several servers (or aio clients) in one
+    process each event wakes every loop and all but one find nothing to read
+    (grpc/grpc#25364). Nothing is lost; the reports are noise, thousands per
+    run. Everything else goes to the loop's usual handler.
+    """
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if isinstance(context.get("exception"), BlockingIOError) and \
+                "PollerCompletionQueue" in repr(context.get("handle") or context.get("message", "")):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
+def _build(source: Any) -> Backend:
+    """Worker thread: calls a policy source (or takes a policy as it is) and wraps it in a backend."""
+    is_policy = isinstance(source, str) or (hasattr(source, "action") and hasattr(source, "time_step_spec"))
+    built = source if is_policy or not callable(source) else source()
     if isinstance(built, Backend):
         return built
     from policy_server.tf_backends import backend_for  # pylint: disable=import-outside-toplevel

@@ -66,6 +66,63 @@ except ImportError:  # pragma: no cover - other TensorFlow versions
     _to_tensor = tf.convert_to_tensor
 
 
+class _IsolatedSeed:
+    """Runs a seeded eager call under `tf.random.set_seed(seed)`, then restores the global seed.
+
+    A seeded call must be reproducible (the same seed, the same action, as
+    locally after `tf.random.set_seed(seed)`) but must not leave the
+    process-global seed set: every later unseeded call of every actor (and of
+    an in-process caller) would replay the same draws. TensorFlow has no
+    public getter, so the eager context's seed and its op-seed generator are
+    saved and put back. With `seed=None` the block runs with no global seed
+    (see EagerBackend: tracing the unseeded function).
+    """
+
+    def __init__(self, seed: int | None):
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        ctx = _context.context()
+        self._saved = (ctx._seed, ctx._rng)  # pylint: disable=protected-access
+        state = ctx._rng.getstate() if ctx._rng is not None else None  # pylint: disable=protected-access
+        self._state = state
+        if self.seed is None:
+            ctx._seed, ctx._rng = None, None  # pylint: disable=protected-access
+        else:
+            tf.random.set_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        ctx = _context.context()
+        ctx._seed, ctx._rng = self._saved  # pylint: disable=protected-access
+        if self._state is not None:
+            ctx._rng.setstate(self._state)  # pylint: disable=protected-access
+
+
+class _LocalWrappers:
+    """The local py policies a caller would wrap a TF policy in, one per kind of time step.
+
+    `batch_time_steps=True` (TF-Agents' default) for unbatched time steps,
+    False for time steps with an outer batch dimension (a batched
+    environment), as a TF-Agents user builds them. Made on first use.
+    """
+
+    def __init__(self, make: Any):
+        self._make = make
+        self._made: dict[bool, Any] = {}
+
+    @property
+    def single(self) -> Any:
+        return self._get(True)
+
+    def for_step(self, time_step: Any) -> Any:
+        return self._get(np.ndim(getattr(time_step, "step_type", 0)) == 0)
+
+    def _get(self, batch_time_steps: bool) -> Any:
+        if batch_time_steps not in self._made:
+            self._made[batch_time_steps] = self._make(batch_time_steps)
+        return self._made[batch_time_steps]
+
+
 class _EagerVariables:
     """Variable access shared by the eager backends (a list of tf.Variables)."""
 
@@ -104,9 +161,16 @@ class EagerBackend(_EagerVariables, Backend):
             raise TypeError(f"EagerBackend needs a TFPolicy or PyTFEagerPolicy, got {type(policy).__name__}")
         super().__init__(specs_of(policy), version)
         self.policy = policy
+        self._local = _LocalWrappers(lambda batch_time_steps: py_tf_eager_policy.PyTFEagerPolicy(
+            policy, batch_time_steps=batch_time_steps))
         self._variables = tf.nest.flatten(policy.variables())
         signature = (_batched_signature(policy.time_step_spec), _batched_signature(policy.policy_state_spec))
-        self._action_fn = _FlatCall(tf.function(self._run, input_signature=signature, autograph=False), *signature)
+        # Traced with no global seed: its random ops then draw fresh seeds whenever
+        # TensorFlow re-creates their kernels (as `set_seed` in a seeded call
+        # does), instead of replaying the sequence a graph seed fixes at trace time.
+        with _IsolatedSeed(None):
+            self._action_fn = _FlatCall(tf.function(self._run, input_signature=signature, autograph=False),
+                                        *signature)
 
     def _run(self, time_step: Any, policy_state: Any) -> Any:
         return self.policy.action(time_step, policy_state)
@@ -122,13 +186,23 @@ class EagerBackend(_EagerVariables, Backend):
         return super().action_flat(leaves, seed)
 
     def _seeded(self, time_step: Any, policy_state: Any, seed: int) -> Any:
-        tf.random.set_seed(seed)
-        time_step = tf.nest.map_structure(tf.convert_to_tensor, time_step)
-        return to_numpy(self.policy.action(time_step, policy_state, seed=seed))
+        with _IsolatedSeed(seed):
+            time_step = tf.nest.map_structure(tf.convert_to_tensor, time_step)
+            return to_numpy(self.policy.action(time_step, policy_state, seed=seed))
+
+    def local_action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        local = self._local.for_step(time_step)
+        if seed is None:
+            return to_numpy(local.action(time_step, policy_state))
+        with _IsolatedSeed(seed):
+            return to_numpy(local.action(time_step, policy_state, seed=seed))
 
     def initial_state(self, batch_size: int | None) -> Any:
         # None (not 0) asks TF-Agents for an unbatched state: 0 would give zero rows.
         return to_numpy(self.policy.get_initial_state(batch_size=batch_size or None))
+
+    def local_initial_state(self, batch_size: int | None) -> Any:
+        return to_numpy(self._local.single.get_initial_state(batch_size))
 
 
 class SavedModelBackend(_EagerVariables, Backend):
@@ -164,11 +238,23 @@ class SavedModelBackend(_EagerVariables, Backend):
         except (ValueError, TypeError):  # saved with another signature: call it as saved
             self._action_fn = self.policy.action
         self._checkpoint = tf.train.Checkpoint(policy=self.policy)
+        # What SavedModelPyTFEagerPolicy(path) does with a call, on the model loaded here.
+        self._local = _LocalWrappers(lambda batch_time_steps: py_tf_eager_policy.PyTFEagerPolicyBase(
+            self.policy, specs.time_step_spec, specs.action_spec, specs.policy_state_spec, specs.info_spec,
+            batch_time_steps=batch_time_steps))
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
         if seed is not None:
             raise UnsupportedSeedError("a SavedModel policy cannot take a per-call seed")
         return to_numpy(self._action_fn(time_step, policy_state))
+
+    def local_action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        local = self._local.for_step(time_step)
+        return to_numpy(local.action(time_step, policy_state, seed=seed) if seed is not None else
+                        local.action(time_step, policy_state))
+
+    def local_initial_state(self, batch_size: int | None) -> Any:
+        return to_numpy(self._local.single.get_initial_state(batch_size))
 
     def initial_state(self, batch_size: int | None) -> Any:
         # The saved function always adds a batch dimension (0 would give zero
@@ -258,6 +344,12 @@ class GraphBackend(Backend):
         if batch_size is None:
             state = tree.map_structure(lambda s: s[0], state)
         return state
+
+    def local_initial_state(self, batch_size: int | None) -> Any:
+        # PyTFPolicy builds its state for `batch_size or 1` rows, and returns them all.
+        if not tree.flatten(self.specs.policy_state_spec):
+            return ()
+        return self.session.run(self._initial_state, {self._batch_size: batch_size or 1})
 
 
 def backend_for(policy: Any) -> Backend:

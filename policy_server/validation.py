@@ -31,6 +31,14 @@ def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> 
     rows = request.batch_size
     outer = (rows,) if rows else ()
     seed = request.seed if request.HasField("seed") else None
+    as_local = request.input_mode == service_pb.INPUT_MODE_AS_LOCAL
+    if request.HasField("any_time_step"):
+        if not as_local:
+            message = "any_time_step: only INPUT_MODE_AS_LOCAL requests may carry it (strict ones use time_step)"
+            raise errors.InvalidArgumentError(message, fields=(("any_time_step", message),))
+        return _local_request(request, seed)
+    if as_local and seed is not None and not hosted.backend.supports_seed:
+        return _local_request(request, seed)  # the local policy's own answer to a seed (usually an exception)
     if seed is not None and not hosted.backend.supports_seed:
         message = f"seed: the {hosted.backend.kind} policy {hosted.name!r} cannot take a per-call seed"
         raise errors.InvalidArgumentError(message, fields=(("seed", message),))
@@ -55,6 +63,29 @@ def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> 
             raise errors.SpecMismatchError("policy_state: the policy is stateful, but the request carries no "
                                            "state (start from GetInitialState)", "policy_state")
     except errors.FieldError as e:
+        if as_local and not isinstance(e, errors.CodecError):
+            return _local_request(request, seed)
         raise errors.InvalidArgumentError(str(e), fields=((e.field, str(e)),) if e.field else (),
                                           reason=type(e).__name__) from None
     return Request(tree.flatten((time_step, state)), rows, plan.unflatten, seed)
+
+
+def _local_request(request: service_pb.ActionRequest, seed: int | None) -> Request:
+    """A request served as the local policy would be: the nests as sent, alone (INPUT_MODE_AS_LOCAL)."""
+    try:
+        if request.HasField("any_time_step"):
+            time_step = nests.nest_from_proto(request.any_time_step, copy=True, path="any_time_step")
+        elif request.HasField("time_step"):
+            time_step = steps.time_step_from_proto(request.time_step, copy=True)
+        else:
+            raise errors.CodecError("time_step is not set", "time_step")
+        state = nests.nest_from_proto(request.policy_state, copy=True, path="policy_state") \
+            if request.HasField("policy_state") else ()
+    except errors.FieldError as e:
+        raise errors.InvalidArgumentError(str(e), fields=((e.field, str(e)),) if e.field else (),
+                                          reason=type(e).__name__) from None
+    return Request([], 0, _no_leaves, seed, local=(time_step, state))
+
+
+def _no_leaves(leaves: list) -> tuple[Any, Any]:
+    raise AssertionError("a local request has no leaves: the scheduler runs it through local_action")

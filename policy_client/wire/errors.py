@@ -125,6 +125,19 @@ class UnimplementedError(RemoteError):
     code = grpc.StatusCode.UNIMPLEMENTED
 
 
+class UnauthenticatedError(RemoteError, PermissionError):
+    """The call carries no valid token (UNAUTHENTICATED)."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(RemoteError, PermissionError):
+    """The token's role may not make this call, e.g. an actor pushing weights (PERMISSION_DENIED)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
 BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {cls.code: cls for cls in (
     InvalidArgumentError, PolicyNotFoundError, ResourceExhaustedError, UnavailableError,
-    FailedPreconditionError, DeadlineExceededError, InternalError, UnimplementedError)}
+    FailedPreconditionError, DeadlineExceededError, InternalError, UnimplementedError,
+    UnauthenticatedError, PermissionDeniedError)}

@@ -4,6 +4,8 @@ A nest is a tensor or spec leaf, None, a list, a tuple, a string-keyed mapping
 (plain dicts in sorted-key order, as tf.nest and dm-tree flatten them;
 OrderedDicts in their own order) or a named tuple (its wire name and fields,
 see `registry`). `()` is TF-Agents' "no state / no info" and round-trips as `()`.
+Plain Python numbers, booleans and strings travel as `Scalar`s and come back
+as they were (numpy scalars and arrays keep their dtype as Tensors).
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ class _Writer:
             write_leaf(msg.tensor, value, path)
         elif value is None:
             msg.none.SetInParent()
-        elif isinstance(value, (np.generic, int, float, bool, bytes, str)):
+        elif isinstance(getattr(value, "__wrapped__", None), (dict, list, tuple)):  # Keras-tracked containers
+            self.write(msg, value.__wrapped__, depth, path)
+        elif isinstance(value, np.generic):
             write_leaf(msg.tensor, value, path)
+        elif isinstance(value, (int, float, bool, bytes, str)):
+            write_scalar(msg.scalar, value, path)
         elif isinstance(value, tuple) and hasattr(type(value), "_fields"):
             msg.named_tuple.type_name = self.registry.wire_name(type(value))
             for name, item in zip(type(value)._fields, value):
@@ -98,6 +104,30 @@ class _Writer:
             tensors.checked_text(key, f"mapping key at {path or 'the root'}:")
         for key in (list(value) if msg.dict.ordered else sorted(value)):
             self.write(msg.dict.entries.add(key=key).value, value[key], depth + 1, f"{path}[{key!r}]")
+
+
+def write_scalar(msg: pb.Scalar, value: Any, path: str) -> None:
+    """Encodes a plain Python bool, int, float, str or bytes (subclasses as their base type)."""
+    if isinstance(value, bool):
+        msg.bool_value = value
+    elif isinstance(value, int):
+        if not -2**63 <= value < 2**63:
+            raise CodecError(f"{path or 'the root'}: integer {value} does not fit in 64 bits", path)
+        msg.int_value = int(value)
+    elif isinstance(value, float):
+        msg.float_value = value
+    elif isinstance(value, str):
+        msg.string_value = tensors.checked_text(value, f"{path or 'the root'}:")
+    else:
+        msg.bytes_value = bytes(value)
+
+
+def scalar_from_proto(msg: pb.Scalar, path: str = "") -> Any:
+    """The Python value of a Scalar."""
+    kind = msg.WhichOneof("value")
+    if kind is None:
+        raise CodecError(f"scalar value is not set at {path or 'the root'}", path)
+    return getattr(msg, kind)
 
 
 def write_leaf(msg: pb.Tensor, value: Any, path: str) -> None:
@@ -157,6 +187,8 @@ class _Reader:
             return cls._make(self.read(f.value, depth + 1, f"{path}.{f.key}") for f in msg.named_tuple.fields)
         if kind == "none":
             return None
+        if kind == "scalar":
+            return scalar_from_proto(msg.scalar, path)
         raise CodecError(f"nest value is not set at {path or 'the root'}", path)
 
     def _mapping(self, msg: pb.NestMapping, depth: int, path: str) -> dict:

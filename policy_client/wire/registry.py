@@ -2,9 +2,11 @@
 
 A named tuple travels as its wire name (by default "module.QualifiedName")
 and its field names. The receiver rebuilds it with the class registered under
-that name when the fields agree, and otherwise with a plain
-`collections.namedtuple` made from the names it received. Nothing is looked up
-in `sys.modules` and nothing is imported on a peer's word.
+that name when the fields agree; else with that class itself when its module
+is already imported here and it is a named tuple with those fields (so
+TF-Agents' own info tuples come back as themselves); and otherwise with a
+plain `collections.namedtuple` made from the names it received. Nothing is
+imported on a peer's word.
 
 The default registry knows the numpy-only stand-ins of `standins` under
 TF-Agents' names. `tf_agents_types.register()` adds TF-Agents' own classes
@@ -15,6 +17,7 @@ state tuples with `register_namedtuple`.
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 from typing import Any
 
@@ -74,6 +77,9 @@ class TypeRegistry:
         cls = self._by_name.get(name)
         if cls is not None and tuple(cls._fields) == fields:
             return cls
+        cls = _imported_namedtuple(name, fields)
+        if cls is not None:
+            return cls
         key = (name, fields)
         cls = self._dynamic.get(key)
         if cls is not None:
@@ -93,6 +99,23 @@ class TypeRegistry:
     def make(self, name: str, fields: tuple[str, ...], values: Any) -> Any:
         """A named tuple of the class for (name, fields) holding `values`."""
         return self.namedtuple_class(name, fields)._make(values)
+
+
+def _imported_namedtuple(name: str, fields: tuple[str, ...]) -> type | None:
+    """The named tuple class `name` ("module.Qualified.Name") if its module is imported and its fields agree."""
+    parts = name.split(".")
+    for cut in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:cut]))
+        if module is None:
+            continue
+        found: Any = module
+        for attr in parts[cut:]:  # vars(), not getattr(): a lazy module's __getattr__ would import
+            found = vars(found).get(attr) if not attr.startswith("_") and hasattr(found, "__dict__") else None
+        if isinstance(found, type) and issubclass(found, tuple) and "_fields" in vars(found) and \
+                tuple(found._fields) == fields:
+            return found
+        return None
+    return None
 
 
 REGISTRY = TypeRegistry()

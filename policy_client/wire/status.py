@@ -24,6 +24,9 @@ DOMAIN = "tfa-policy-grpc"
 # details), and gRPC's default metadata limit is 8 KiB: client-supplied text
 # echoed in a message (a policy name, a field path) is cut to fit.
 MAX_MESSAGE_CHARS = 1024
+# On a stream the status travels in ActionResponse.error, a message field with
+# no metadata limit: an exception's message arrives whole up to this size.
+MAX_STREAM_MESSAGE_CHARS = 64 * 1024
 MAX_FIELD_CHARS = 256
 MAX_FIELDS = 8
 _CODE_OF_VALUE = {code.value[0]: code for code in grpc.StatusCode}
@@ -58,10 +61,10 @@ def as_remote_error(error: BaseException) -> errors.RemoteError:
     return raised.from_policy(error)
 
 
-def to_status(error: BaseException) -> status_pb2.Status:
-    """The google.rpc.Status of an exception (see as_remote_error)."""
+def to_status(error: BaseException, limit: int = MAX_MESSAGE_CHARS) -> status_pb2.Status:
+    """The google.rpc.Status of an exception (see as_remote_error), its message cut to `limit`."""
     remote = as_remote_error(error)
-    status = status_pb2.Status(code=remote.code.value[0], message=truncate(remote.details))
+    status = status_pb2.Status(code=remote.code.value[0], message=truncate(remote.details, limit))
     if remote.fields:
         bad_request = error_details_pb2.BadRequest(field_violations=[
             error_details_pb2.BadRequest.FieldViolation(field=truncate(field, MAX_FIELD_CHARS),

@@ -41,6 +41,12 @@ class RequestPlan:
 
     def __init__(self, time_step_spec: Any, policy_state_spec: Any, registry: TypeRegistry = REGISTRY):
         self.structure = (time_step_spec, policy_state_spec)
+        # A TimeStep spec without step_type / discount specs (TF-Agents' default
+        # `ts.time_step_spec()`) describes no request: nothing conforms to it.
+        self.usable = all(hasattr(getattr(time_step_spec, f, None), "dtype") for f in ("step_type", "discount"))
+        if not self.usable:
+            self.stateful, self.numeric = not NestPlan(policy_state_spec, registry).empty, False
+            return
         self._step_type = _LeafSpec(time_step_spec.step_type)
         self._discount = _LeafSpec(time_step_spec.discount)
         self._reward = NestPlan(time_step_spec.reward, registry)
@@ -54,6 +60,8 @@ class RequestPlan:
 
     def leaves(self, time_step: Any, policy_state: Any, outer: tuple[int, ...] = ()) -> list[np.ndarray] | None:
         """The leaves of a conforming (time_step, policy_state), else None (client side)."""
+        if not self.usable:
+            return None
         return self._all.leaves((time_step, policy_state if self.stateful else ()), outer)
 
     def write(self, time_step_msg: pb.TimeStep, state_msg: pb.Nest, leaves: Sequence[np.ndarray]) -> None:

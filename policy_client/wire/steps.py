@@ -94,8 +94,15 @@ def policy_step_from_proto(msg: pb.PolicyStep, *, copy: bool = False, registry: 
 
 
 def time_step_spec_to_proto(spec: Any) -> pb.TimeStepSpec:
-    """Encodes a TimeStep of specs."""
-    msg = pb.TimeStepSpec(step_type=specs.spec_to_proto(spec.step_type), discount=specs.spec_to_proto(spec.discount))
+    """Encodes a TimeStep of specs.
+
+    step_type and discount stay unset when they are not specs: TF-Agents'
+    default `ts.time_step_spec()` (no observation spec) has `()` everywhere.
+    """
+    msg = pb.TimeStepSpec()
+    for name in ("step_type", "discount"):
+        if specs.is_spec(getattr(spec, name)):
+            getattr(msg, name).CopyFrom(specs.spec_to_proto(getattr(spec, name)))
     nests.write_nest(msg.reward, spec.reward, path="time_step_spec.reward")
     nests.write_nest(msg.observation, spec.observation, path="time_step_spec.observation")
     return msg
@@ -107,12 +114,13 @@ def time_step_spec_from_proto(msg: pb.TimeStepSpec, registry: TypeRegistry = REG
     Raises:
       CodecError: a missing or malformed field.
     """
-    for name in ("step_type", "discount", "reward", "observation"):
+    for name in ("reward", "observation"):
         if not msg.HasField(name):
             raise CodecError(f"time_step_spec.{name} is not set", f"time_step_spec.{name}")
-    fields = {"step_type": specs.spec_from_proto(msg.step_type, registry),
+    leaf = lambda name: specs.spec_from_proto(getattr(msg, name), registry) if msg.HasField(name) else ()  # noqa: E731
+    fields = {"step_type": leaf("step_type"),
               "reward": nests.nest_from_proto(msg.reward, path="time_step_spec.reward", registry=registry),
-              "discount": specs.spec_from_proto(msg.discount, registry),
+              "discount": leaf("discount"),
               "observation": nests.nest_from_proto(msg.observation, path="time_step_spec.observation",
                                                    registry=registry)}
     return registry.make(TIME_STEP, _TIME_STEP_FIELDS, (fields[f] for f in _TIME_STEP_FIELDS))

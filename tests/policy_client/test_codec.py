@@ -364,10 +364,13 @@ def test_platform_dtype_aliases(dtype: type) -> None:
     assert_nest_identical(array, array_round_trip(array))
 
 
-def test_python_scalars_become_0d_arrays() -> None:
-    for value in (True, 3, -2.5, b"ab", "h\u00e9"):
-        assert_nest_identical(np.asarray(value), array_round_trip(value))
-        assert_nest_identical(value, nest_round_trip(value))
+def test_python_scalars_stay_python_scalars_in_nests() -> None:
+    for value in (True, 3, -2.5, b"ab", "h\u00e9", -2**63, 2**63 - 1):
+        assert_nest_identical(np.asarray(value), array_round_trip(value))  # as a Tensor: numpy's array
+        back = wire.nest_from_proto(wire.nest_to_proto([value, {"k": (value,)}]))
+        assert back == [value, {"k": (value,)}] and type(back[0]) is type(value)
+    with pytest.raises(CodecError, match="64 bits"):
+        wire.nest_to_proto([2**63])
 
 
 def test_str_in_object_array_decodes_as_utf8_bytes() -> None:
@@ -951,10 +954,22 @@ def test_named_tuple_lookup_never_triggers_lazy_loading(monkeypatch: pytest.Monk
     assert type(decoded).__name__ == "Thing" and decoded.a is None
 
 
-def test_unregistered_named_tuples_come_back_as_made_up_classes() -> None:
+def test_unregistered_named_tuples_come_back_as_themselves_when_their_module_is_imported() -> None:
     decoded = nest_round_trip(Unregistered(u=np.int8(1), v=None))
+    assert type(decoded) is Unregistered and decoded.u == 1 and decoded.v is None
+
+
+def test_other_named_tuples_come_back_as_made_up_classes() -> None:
+    msg = pb.Nest()
+    msg.named_tuple.type_name = "module_not_imported_here.Unregistered"
+    for key in ("u", "v"):
+        msg.named_tuple.fields.add(key=key).value.none.SetInParent()
+    decoded = wire.nest_from_proto(msg)
     assert type(decoded) is not Unregistered and type(decoded).__name__ == "Unregistered"
-    assert decoded._fields == ("u", "v") and decoded.u == 1 and decoded.v is None
+    assert decoded._fields == ("u", "v") and decoded.u is None
+    msg.named_tuple.type_name = f"{__name__}.Unregistered"  # the class is here, but its fields differ
+    msg.named_tuple.fields[1].key = "w"
+    assert type(wire.nest_from_proto(msg)) is not Unregistered
 
 
 def test_registered_class_replaces_the_one_decoded_into() -> None:
@@ -1020,6 +1035,9 @@ def test_missing_step_fields() -> None:
         broken.ClearField(name)
         with pytest.raises(CodecError, match=f"policy_specs.{name} is not set"):
             wire.policy_specs_from_proto(broken)
-    specs.time_step_spec.ClearField("discount")
-    with pytest.raises(CodecError, match="time_step_spec.discount is not set"):
+    specs.time_step_spec.ClearField("observation")
+    with pytest.raises(CodecError, match="time_step_spec.observation is not set"):
         wire.policy_specs_from_proto(specs)
+    specs.time_step_spec.observation.tuple.SetInParent()
+    specs.time_step_spec.ClearField("discount")  # TF-Agents' default empty spec: ()
+    assert wire.policy_specs_from_proto(specs).time_step_spec.discount == ()

@@ -117,3 +117,39 @@ def test_driver_trajectories_equal(case: Case, policies, remotes):
     assert len(runs[0]) == len(runs[1]) > 3
     for expected, got in zip(*runs):
         assert_nests_close(expected, got)
+
+
+RECURRENT = [c for c in CASES if c.name.startswith("rnn")]
+
+
+@pytest.mark.parametrize("batch_size", [None, 0, 1, BATCH])
+@pytest.mark.parametrize("case", RECURRENT, ids=[c.name for c in RECURRENT])
+def test_initial_state_is_the_local_one_for_every_batch_size(case: Case, batch_size, policies, remotes):
+    """PyTFEagerPolicy.get_initial_state(None) has zero rows (it asks for 0): so does the remote one."""
+    local, _ = _locals(policies[case.name])
+    assert_nests_close(local.get_initial_state(batch_size), remotes[case.name].get_initial_state(batch_size))
+
+
+STOCHASTIC = "log_prob_info"
+
+
+def test_a_seeded_call_leaves_the_global_seed_and_the_callers_rng_alone(remotes):
+    from tensorflow.python.eager import context  # pylint: disable=import-outside-toplevel,g-direct-tensorflow-import
+
+    remote = remotes[STOCHASTIC]
+    seed_before, rng_before = context.context()._seed, np.random.get_state()  # pylint: disable=protected-access
+    remote.action(sample_time_step(remote.time_step_spec, BATCH, seed=1), seed=42)
+    assert context.context()._seed == seed_before  # pylint: disable=protected-access
+    assert all(np.array_equal(a, b) for a, b in zip(np.random.get_state(), rng_before))
+
+
+def test_unseeded_calls_after_a_seeded_one_are_not_replays(remotes):
+    """Were the global seed left set, the unseeded draws after each seeded call would repeat."""
+    remote = remotes[STOCHASTIC]
+    time_step = sample_time_step(remote.time_step_spec, 16, seed=2)
+    runs = []
+    for _ in range(2):
+        seeded = remote.action(time_step, seed=7).action
+        runs.append(np.stack([remote.action(time_step).action for _ in range(4)]))
+        np.testing.assert_array_equal(seeded, remote.action(time_step, seed=7).action)
+    assert not np.array_equal(runs[0], runs[1])

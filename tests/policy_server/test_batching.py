@@ -421,7 +421,7 @@ class ThreadRecordingBackend(EchoBackend):
         return super().action(time_step, policy_state, seed)
 
 
-@pytest.mark.parametrize("delay, threshold, inline", [(0.0, 0.002, True), (0.01, 0.002, False), (0.0, 0.0, False)],
+@pytest.mark.parametrize("delay, threshold, inline", [(0.0, 0.05, True), (0.01, 0.002, False), (0.0, 0.0, False)],
                          ids=["fast-policy-inline", "slow-policy-on-worker", "threshold-0-always-worker"])
 def test_fast_policies_run_on_the_event_loop_slow_ones_on_the_worker(servers, delay, threshold, inline):
     backend = ThreadRecordingBackend(delay=delay)

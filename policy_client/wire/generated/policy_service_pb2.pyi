@@ -1,11 +1,21 @@
 from google.rpc import status_pb2 as _status_pb2
 from . import types_pb2 as _types_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class InputMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    INPUT_MODE_UNSPECIFIED: _ClassVar[InputMode]
+    INPUT_MODE_STRICT: _ClassVar[InputMode]
+    INPUT_MODE_AS_LOCAL: _ClassVar[InputMode]
+INPUT_MODE_UNSPECIFIED: InputMode
+INPUT_MODE_STRICT: InputMode
+INPUT_MODE_AS_LOCAL: InputMode
 
 class ListPoliciesRequest(_message.Message):
     __slots__ = ()
@@ -36,22 +46,26 @@ class GetSpecsRequest(_message.Message):
     def __init__(self, policy: _Optional[str] = ...) -> None: ...
 
 class GetSpecsResponse(_message.Message):
-    __slots__ = ("specs", "version", "policy")
+    __slots__ = ("specs", "version", "policy", "backend")
     SPECS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     POLICY_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
     specs: _types_pb2.PolicySpecs
     version: int
     policy: str
-    def __init__(self, specs: _Optional[_Union[_types_pb2.PolicySpecs, _Mapping]] = ..., version: _Optional[int] = ..., policy: _Optional[str] = ...) -> None: ...
+    backend: str
+    def __init__(self, specs: _Optional[_Union[_types_pb2.PolicySpecs, _Mapping]] = ..., version: _Optional[int] = ..., policy: _Optional[str] = ..., backend: _Optional[str] = ...) -> None: ...
 
 class GetInitialStateRequest(_message.Message):
-    __slots__ = ("policy", "batch_size")
+    __slots__ = ("policy", "batch_size", "input_mode")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    INPUT_MODE_FIELD_NUMBER: _ClassVar[int]
     policy: str
     batch_size: int
-    def __init__(self, policy: _Optional[str] = ..., batch_size: _Optional[int] = ...) -> None: ...
+    input_mode: InputMode
+    def __init__(self, policy: _Optional[str] = ..., batch_size: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ...) -> None: ...
 
 class GetInitialStateResponse(_message.Message):
     __slots__ = ("state", "version")
@@ -62,20 +76,24 @@ class GetInitialStateResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ActionRequest(_message.Message):
-    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id")
+    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TIME_STEP_FIELD_NUMBER: _ClassVar[int]
     POLICY_STATE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    INPUT_MODE_FIELD_NUMBER: _ClassVar[int]
+    ANY_TIME_STEP_FIELD_NUMBER: _ClassVar[int]
     policy: str
     time_step: _types_pb2.TimeStep
     policy_state: _types_pb2.Nest
     batch_size: int
     seed: int
     request_id: int
-    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ...) -> None: ...
+    input_mode: InputMode
+    any_time_step: _types_pb2.Nest
+    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ...) -> None: ...
 
 class ActionResponse(_message.Message):
     __slots__ = ("policy_step", "version", "request_id", "error")
@@ -196,3 +214,19 @@ class GetVariablesResponse(_message.Message):
     version: int
     variables: _containers.RepeatedCompositeFieldContainer[VariableInfo]
     def __init__(self, version: _Optional[int] = ..., variables: _Optional[_Iterable[_Union[VariableInfo, _Mapping]]] = ...) -> None: ...
+
+class LoadCheckpointRequest(_message.Message):
+    __slots__ = ("policy", "path", "version")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    path: str
+    version: int
+    def __init__(self, policy: _Optional[str] = ..., path: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
+
+class LoadCheckpointResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    def __init__(self, version: _Optional[int] = ...) -> None: ...

@@ -54,6 +54,11 @@ class PolicyServiceStub(object):
                 request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesRequest.SerializeToString,
                 response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesResponse.FromString,
                 )
+        self.LoadCheckpoint = channel.unary_unary(
+                '/tfa_policy_grpc.v1.PolicyService/LoadCheckpoint',
+                request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointRequest.SerializeToString,
+                response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointResponse.FromString,
+                )
 
 
 class PolicyServiceServicer(object):
@@ -122,6 +127,18 @@ class PolicyServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LoadCheckpoint(self, request, context):
+        """Loads a PolicySaver checkpoint (a directory on the server's filesystem,
+        written by PolicySaver.save or save_checkpoint) into the policy between
+        two batches, as SavedModelPyTFEagerPolicy.update_from_checkpoint does
+        locally. Only backends that read such checkpoints (SavedModel) can; others
+        answer FAILED_PRECONDITION. A version older than the served one is refused
+        with FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +181,11 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.GetVariables,
                     request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesRequest.FromString,
                     response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesResponse.SerializeToString,
+            ),
+            'LoadCheckpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.LoadCheckpoint,
+                    request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointRequest.FromString,
+                    response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,5 +330,22 @@ class PolicyService(object):
         return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/GetVariables',
             tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesRequest.SerializeToString,
             tfa__policy__grpc_dot_v1_dot_policy__service__pb2.GetVariablesResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def LoadCheckpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/LoadCheckpoint',
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointRequest.SerializeToString,
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

@@ -14,7 +14,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etfa_policy_grpc/v1/types.proto\x12\x12tfa_policy_grpc.v1\"\xb4\x01\n\x06Tensor\x12(\n\x05\x64type\x18\x01 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x12\n\nstring_val\x18\x04 \x03(\x0c\x12\x33\n\x0bstring_kind\x18\x05 \x01(\x0e\x32\x1e.tfa_policy_grpc.v1.StringKind\x12\x17\n\x0fstring_itemsize\x18\x06 \x01(\r\"\xcc\x01\n\tArraySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12(\n\x05\x64type\x18\x03 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12*\n\x06\x62ounds\x18\x04 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Bounds\x12\x33\n\x0bstring_kind\x18\x05 \x01(\x0e\x32\x1e.tfa_policy_grpc.v1.StringKind\x12\x17\n\x0fstring_itemsize\x18\x06 \x01(\r\"b\n\x06\x42ounds\x12+\n\x07minimum\x18\x01 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\x12+\n\x07maximum\x18\x02 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\"\xe8\x02\n\x04Nest\x12,\n\x06tensor\x18\x01 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.TensorH\x00\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.ArraySpecH\x00\x12\x30\n\x04list\x18\x03 \x01(\x0b\x32 .tfa_policy_grpc.v1.NestSequenceH\x00\x12\x31\n\x05tuple\x18\x04 \x01(\x0b\x32 .tfa_policy_grpc.v1.NestSequenceH\x00\x12/\n\x04\x64ict\x18\x05 \x01(\x0b\x32\x1f.tfa_policy_grpc.v1.NestMappingH\x00\x12\x35\n\x0bnamed_tuple\x18\x06 \x01(\x0b\x32\x1e.tfa_policy_grpc.v1.NamedTupleH\x00\x12-\n\x04none\x18\x07 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.NoneValueH\x00\x42\x07\n\x05value\"8\n\x0cNestSequence\x12(\n\x06values\x18\x01 \x03(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"A\n\tNestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"N\n\x0bNestMapping\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.tfa_policy_grpc.v1.NestEntry\x12\x0f\n\x07ordered\x18\x02 \x01(\x08\"N\n\nNamedTuple\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12-\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x1d.tfa_policy_grpc.v1.NestEntry\"\x0b\n\tNoneValue\"\xc0\x01\n\x08TimeStep\x12-\n\tstep_type\x18\x01 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\x12(\n\x06reward\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12,\n\x08\x64iscount\x18\x03 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\x12-\n\x0bobservation\x18\x04 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"\x87\x01\n\nPolicyStep\x12(\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\'\n\x05state\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12&\n\x04info\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"\xca\x01\n\x0cTimeStepSpec\x12\x30\n\tstep_type\x18\x01 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.ArraySpec\x12(\n\x06reward\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12/\n\x08\x64iscount\x18\x03 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.ArraySpec\x12-\n\x0bobservation\x18\x04 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"\x8d\x02\n\x0bPolicySpecs\x12\x38\n\x0etime_step_spec\x18\x01 \x01(\x0b\x32 .tfa_policy_grpc.v1.TimeStepSpec\x12-\n\x0b\x61\x63tion_spec\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x33\n\x11policy_state_spec\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12+\n\tinfo_spec\x18\x04 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x33\n\x11\x63ollect_data_spec\x18\x05 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest*\x97\x02\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nDTYPE_BOOL\x10\x01\x12\x0e\n\nDTYPE_INT8\x10\x02\x12\x0f\n\x0b\x44TYPE_INT16\x10\x03\x12\x0f\n\x0b\x44TYPE_INT32\x10\x04\x12\x0f\n\x0b\x44TYPE_INT64\x10\x05\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x06\x12\x10\n\x0c\x44TYPE_UINT16\x10\x07\x12\x10\n\x0c\x44TYPE_UINT32\x10\x08\x12\x10\n\x0c\x44TYPE_UINT64\x10\t\x12\x11\n\rDTYPE_FLOAT16\x10\n\x12\x12\n\x0e\x44TYPE_BFLOAT16\x10\x0b\x12\x11\n\rDTYPE_FLOAT32\x10\x0c\x12\x11\n\rDTYPE_FLOAT64\x10\r\x12\x10\n\x0c\x44TYPE_STRING\x10\x0e*T\n\nStringKind\x12\x16\n\x12STRING_KIND_OBJECT\x10\x00\x12\x15\n\x11STRING_KIND_BYTES\x10\x01\x12\x17\n\x13STRING_KIND_UNICODE\x10\x02\x42@\n\x1cio.github.tfa_policy_grpc.v1P\x01Z\x1etfa_policy_grpc/v1;tfapolicyv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etfa_policy_grpc/v1/types.proto\x12\x12tfa_policy_grpc.v1\"\xb4\x01\n\x06Tensor\x12(\n\x05\x64type\x18\x01 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0f\n\x07\x63ontent\x18\x03 \x01(\x0c\x12\x12\n\nstring_val\x18\x04 \x03(\x0c\x12\x33\n\x0bstring_kind\x18\x05 \x01(\x0e\x32\x1e.tfa_policy_grpc.v1.StringKind\x12\x17\n\x0fstring_itemsize\x18\x06 \x01(\r\"\xcc\x01\n\tArraySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12(\n\x05\x64type\x18\x03 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12*\n\x06\x62ounds\x18\x04 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Bounds\x12\x33\n\x0bstring_kind\x18\x05 \x01(\x0e\x32\x1e.tfa_policy_grpc.v1.StringKind\x12\x17\n\x0fstring_itemsize\x18\x06 \x01(\r\"b\n\x06\x42ounds\x12+\n\x07minimum\x18\x01 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\x12+\n\x07maximum\x18\x02 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\"\x96\x03\n\x04Nest\x12,\n\x06tensor\x18\x01 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.TensorH\x00\x12-\n\x04spec\x18\x02 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.ArraySpecH\x00\x12\x30\n\x04list\x18\x03 \x01(\x0b\x32 .tfa_policy_grpc.v1.NestSequenceH\x00\x12\x31\n\x05tuple\x18\x04 \x01(\x0b\x32 .tfa_policy_grpc.v1.NestSequenceH\x00\x12/\n\x04\x64ict\x18\x05 \x01(\x0b\x32\x1f.tfa_policy_grpc.v1.NestMappingH\x00\x12\x35\n\x0bnamed_tuple\x18\x06 \x01(\x0b\x32\x1e.tfa_policy_grpc.v1.NamedTupleH\x00\x12-\n\x04none\x18\x07 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.NoneValueH\x00\x12,\n\x06scalar\x18\x08 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.ScalarH\x00\x42\x07\n\x05value\"\x82\x01\n\x06Scalar\x12\x14\n\nbool_value\x18\x01 \x01(\x08H\x00\x12\x13\n\tint_value\x18\x02 \x01(\x12H\x00\x12\x15\n\x0b\x66loat_value\x18\x03 \x01(\x01H\x00\x12\x16\n\x0cstring_value\x18\x04 \x01(\tH\x00\x12\x15\n\x0b\x62ytes_value\x18\x05 \x01(\x0cH\x00\x42\x07\n\x05value\"8\n\x0cNestSequence\x12(\n\x06values\x18\x01 \x03(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"A\n\tNestEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\'\n\x05value\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"N\n\x0bNestMapping\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.tfa_policy_grpc.v1.NestEntry\x12\x0f\n\x07ordered\x18\x02 \x01(\x08\"N\n\nNamedTuple\x12\x11\n\ttype_name\x18\x01 \x01(\t\x12-\n\x06\x66ields\x18\x02 \x03(\x0b\x32\x1d.tfa_policy_grpc.v1.NestEntry\"\x0b\n\tNoneValue\"\xc0\x01\n\x08TimeStep\x12-\n\tstep_type\x18\x01 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\x12(\n\x06reward\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12,\n\x08\x64iscount\x18\x03 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\x12-\n\x0bobservation\x18\x04 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"\x87\x01\n\nPolicyStep\x12(\n\x06\x61\x63tion\x18\x01 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\'\n\x05state\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12&\n\x04info\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"\xca\x01\n\x0cTimeStepSpec\x12\x30\n\tstep_type\x18\x01 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.ArraySpec\x12(\n\x06reward\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12/\n\x08\x64iscount\x18\x03 \x01(\x0b\x32\x1d.tfa_policy_grpc.v1.ArraySpec\x12-\n\x0bobservation\x18\x04 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"\x8d\x02\n\x0bPolicySpecs\x12\x38\n\x0etime_step_spec\x18\x01 \x01(\x0b\x32 .tfa_policy_grpc.v1.TimeStepSpec\x12-\n\x0b\x61\x63tion_spec\x18\x02 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x33\n\x11policy_state_spec\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12+\n\tinfo_spec\x18\x04 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x33\n\x11\x63ollect_data_spec\x18\x05 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest*\x97\x02\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x0e\n\nDTYPE_BOOL\x10\x01\x12\x0e\n\nDTYPE_INT8\x10\x02\x12\x0f\n\x0b\x44TYPE_INT16\x10\x03\x12\x0f\n\x0b\x44TYPE_INT32\x10\x04\x12\x0f\n\x0b\x44TYPE_INT64\x10\x05\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x06\x12\x10\n\x0c\x44TYPE_UINT16\x10\x07\x12\x10\n\x0c\x44TYPE_UINT32\x10\x08\x12\x10\n\x0c\x44TYPE_UINT64\x10\t\x12\x11\n\rDTYPE_FLOAT16\x10\n\x12\x12\n\x0e\x44TYPE_BFLOAT16\x10\x0b\x12\x11\n\rDTYPE_FLOAT32\x10\x0c\x12\x11\n\rDTYPE_FLOAT64\x10\r\x12\x10\n\x0c\x44TYPE_STRING\x10\x0e*T\n\nStringKind\x12\x16\n\x12STRING_KIND_OBJECT\x10\x00\x12\x15\n\x11STRING_KIND_BYTES\x10\x01\x12\x17\n\x13STRING_KIND_UNICODE\x10\x02\x42@\n\x1cio.github.tfa_policy_grpc.v1P\x01Z\x1etfa_policy_grpc/v1;tfapolicyv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -22,10 +22,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tfa_policy_grpc.v1.types_pb
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\034io.github.tfa_policy_grpc.v1P\001Z\036tfa_policy_grpc/v1;tfapolicyv1'
-  _globals['_DTYPE']._serialized_start=2016
-  _globals['_DTYPE']._serialized_end=2295
-  _globals['_STRINGKIND']._serialized_start=2297
-  _globals['_STRINGKIND']._serialized_end=2381
+  _globals['_DTYPE']._serialized_start=2195
+  _globals['_DTYPE']._serialized_end=2474
+  _globals['_STRINGKIND']._serialized_start=2476
+  _globals['_STRINGKIND']._serialized_end=2560
   _globals['_TENSOR']._serialized_start=55
   _globals['_TENSOR']._serialized_end=235
   _globals['_ARRAYSPEC']._serialized_start=238
@@ -33,23 +33,25 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_BOUNDS']._serialized_start=444
   _globals['_BOUNDS']._serialized_end=542
   _globals['_NEST']._serialized_start=545
-  _globals['_NEST']._serialized_end=905
-  _globals['_NESTSEQUENCE']._serialized_start=907
-  _globals['_NESTSEQUENCE']._serialized_end=963
-  _globals['_NESTENTRY']._serialized_start=965
-  _globals['_NESTENTRY']._serialized_end=1030
-  _globals['_NESTMAPPING']._serialized_start=1032
-  _globals['_NESTMAPPING']._serialized_end=1110
-  _globals['_NAMEDTUPLE']._serialized_start=1112
-  _globals['_NAMEDTUPLE']._serialized_end=1190
-  _globals['_NONEVALUE']._serialized_start=1192
-  _globals['_NONEVALUE']._serialized_end=1203
-  _globals['_TIMESTEP']._serialized_start=1206
-  _globals['_TIMESTEP']._serialized_end=1398
-  _globals['_POLICYSTEP']._serialized_start=1401
-  _globals['_POLICYSTEP']._serialized_end=1536
-  _globals['_TIMESTEPSPEC']._serialized_start=1539
-  _globals['_TIMESTEPSPEC']._serialized_end=1741
-  _globals['_POLICYSPECS']._serialized_start=1744
-  _globals['_POLICYSPECS']._serialized_end=2013
+  _globals['_NEST']._serialized_end=951
+  _globals['_SCALAR']._serialized_start=954
+  _globals['_SCALAR']._serialized_end=1084
+  _globals['_NESTSEQUENCE']._serialized_start=1086
+  _globals['_NESTSEQUENCE']._serialized_end=1142
+  _globals['_NESTENTRY']._serialized_start=1144
+  _globals['_NESTENTRY']._serialized_end=1209
+  _globals['_NESTMAPPING']._serialized_start=1211
+  _globals['_NESTMAPPING']._serialized_end=1289
+  _globals['_NAMEDTUPLE']._serialized_start=1291
+  _globals['_NAMEDTUPLE']._serialized_end=1369
+  _globals['_NONEVALUE']._serialized_start=1371
+  _globals['_NONEVALUE']._serialized_end=1382
+  _globals['_TIMESTEP']._serialized_start=1385
+  _globals['_TIMESTEP']._serialized_end=1577
+  _globals['_POLICYSTEP']._serialized_start=1580
+  _globals['_POLICYSTEP']._serialized_end=1715
+  _globals['_TIMESTEPSPEC']._serialized_start=1718
+  _globals['_TIMESTEPSPEC']._serialized_end=1920
+  _globals['_POLICYSPECS']._serialized_start=1923
+  _globals['_POLICYSPECS']._serialized_end=2192
 # @@protoc_insertion_point(module_scope)

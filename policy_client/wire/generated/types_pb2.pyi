@@ -89,7 +89,7 @@ class Bounds(_message.Message):
     def __init__(self, minimum: _Optional[_Union[Tensor, _Mapping]] = ..., maximum: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
 
 class Nest(_message.Message):
-    __slots__ = ("tensor", "spec", "list", "tuple", "dict", "named_tuple", "none")
+    __slots__ = ("tensor", "spec", "list", "tuple", "dict", "named_tuple", "none", "scalar")
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     LIST_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class Nest(_message.Message):
     DICT_FIELD_NUMBER: _ClassVar[int]
     NAMED_TUPLE_FIELD_NUMBER: _ClassVar[int]
     NONE_FIELD_NUMBER: _ClassVar[int]
+    SCALAR_FIELD_NUMBER: _ClassVar[int]
     tensor: Tensor
     spec: ArraySpec
     list: NestSequence
@@ -104,7 +105,22 @@ class Nest(_message.Message):
     dict: NestMapping
     named_tuple: NamedTuple
     none: NoneValue
-    def __init__(self, tensor: _Optional[_Union[Tensor, _Mapping]] = ..., spec: _Optional[_Union[ArraySpec, _Mapping]] = ..., list: _Optional[_Union[NestSequence, _Mapping]] = ..., tuple: _Optional[_Union[NestSequence, _Mapping]] = ..., dict: _Optional[_Union[NestMapping, _Mapping]] = ..., named_tuple: _Optional[_Union[NamedTuple, _Mapping]] = ..., none: _Optional[_Union[NoneValue, _Mapping]] = ...) -> None: ...
+    scalar: Scalar
+    def __init__(self, tensor: _Optional[_Union[Tensor, _Mapping]] = ..., spec: _Optional[_Union[ArraySpec, _Mapping]] = ..., list: _Optional[_Union[NestSequence, _Mapping]] = ..., tuple: _Optional[_Union[NestSequence, _Mapping]] = ..., dict: _Optional[_Union[NestMapping, _Mapping]] = ..., named_tuple: _Optional[_Union[NamedTuple, _Mapping]] = ..., none: _Optional[_Union[NoneValue, _Mapping]] = ..., scalar: _Optional[_Union[Scalar, _Mapping]] = ...) -> None: ...
+
+class Scalar(_message.Message):
+    __slots__ = ("bool_value", "int_value", "float_value", "string_value", "bytes_value")
+    BOOL_VALUE_FIELD_NUMBER: _ClassVar[int]
+    INT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUE_FIELD_NUMBER: _ClassVar[int]
+    STRING_VALUE_FIELD_NUMBER: _ClassVar[int]
+    BYTES_VALUE_FIELD_NUMBER: _ClassVar[int]
+    bool_value: bool
+    int_value: int
+    float_value: float
+    string_value: str
+    bytes_value: bytes
+    def __init__(self, bool_value: bool = ..., int_value: _Optional[int] = ..., float_value: _Optional[float] = ..., string_value: _Optional[str] = ..., bytes_value: _Optional[bytes] = ...) -> None: ...
 
 class NestSequence(_message.Message):
     __slots__ = ("values",)

@@ -251,6 +251,7 @@ class PolicyClient:
             self._learn_plans()
             return result
         deadline = time.monotonic() + self.timeout
+        unavailable: errors.UnavailableError | None = None
         while True:
             try:
                 response = self._get_stream().call(request, deadline)
@@ -260,13 +261,16 @@ class PolicyClient:
                     return result
                 raise status.from_status(response.error)
             except errors.DeadlineExceededError:
+                if unavailable is not None:  # unavailable all along: say why, not just "too late"
+                    raise unavailable from None
                 raise errors.DeadlineExceededError(
                     f"no answer within {self.timeout:.1f}s from {self.address}") from None
-            except errors.UnavailableError:
+            except errors.UnavailableError as e:
                 # Not accepted (the stream broke, the policy is still loading, the
                 # server is stopping): safe to send again until the deadline.
                 if time.monotonic() >= deadline:
                     raise
+                unavailable = e
                 time.sleep(0.05)
 
     def close(self) -> None:

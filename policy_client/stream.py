@@ -87,8 +87,11 @@ class ActionStream:
             expired = key in self._deadlines and self._deadlines[key] <= time.monotonic()
             failure = status.from_rpc_error(e) if isinstance(e, grpc.RpcError) else \
                 errors.UnavailableError("the action stream ended")
-            if isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.CANCELLED:
-                failure = errors.UnavailableError("the action stream was cancelled")
+            if isinstance(e, grpc.RpcError) and e.code() in _BROKEN:
+                # A stream that ends this way (cancelled, or torn down by a server that
+                # stopped before its last status went out) answered nothing more:
+                # the requests it owes are not accepted, and safe to send again.
+                failure = errors.UnavailableError(f"the action stream broke ({e.code().name}: {e.details()})")
             with self._cond:
                 self._failure = failure
                 self._reading = False
@@ -111,6 +114,12 @@ class ActionStream:
             self._cond.notify_all()
         self._requests.put(None)
         self._call.cancel()
+
+
+# Stream-level codes of a broken transport: per-request errors travel in
+# ActionResponse.error, so a stream status is the server's shutdown
+# (UNAVAILABLE), its interceptors (auth) or the transport itself.
+_BROKEN = (grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 
 
 def deadline_error() -> errors.DeadlineExceededError:

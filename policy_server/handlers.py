@@ -21,6 +21,8 @@ from policy_server.weights import WeightUpdate
 logger = logging.getLogger(__name__)
 
 _END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
+# Requests of one ActionStream read and not yet answered (TorchRL's max_inflight_per_env).
+MAX_INFLIGHT_PER_STREAM = 16
 
 
 class ResponseEncoder:
@@ -46,8 +48,9 @@ class ResponseEncoder:
 class PolicyServicer(service_grpc.PolicyServiceServicer):
     """Answers PolicyService RPCs from a Registry."""
 
-    def __init__(self, registry: Registry):
+    def __init__(self, registry: Registry, max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM):
         self.registry = registry
+        self.max_inflight_per_stream = max_inflight_per_stream
         # The answer queue of every open ActionStream (see end_streams).
         self._streams: set[asyncio.Queue] = set()
         self._streams_ended = False
@@ -99,13 +102,25 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             raise status.as_remote_error(e) from e
 
     async def ActionStream(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
-        """Answers each request of the stream once, in request order."""
+        """Answers each request of the stream once, in request order.
+
+        At most max_inflight_per_stream requests of one stream are read and not
+        yet answered: a client that writes without reading its answers stops
+        being read (HTTP/2 flow control holds it back), so it cannot take
+        more than its share of the server or grow its memory.
+        """
         answers: asyncio.Queue = asyncio.Queue()
+        slots = asyncio.Semaphore(self.max_inflight_per_stream)
 
         async def read() -> None:
+            requests = request_iterator.__aiter__()
             try:
-                async for request in request_iterator:
+                while True:
+                    await slots.acquire()
+                    request = await requests.__anext__()
                     answers.put_nowait((request, self._start(request)))
+            except StopAsyncIteration:
+                pass
             finally:
                 answers.put_nowait(None)
 
@@ -117,6 +132,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             while (item := await answers.get()) is not None:
                 if item is not _END_STREAM:
                     yield await self._finish_in_stream(*item)
+                    slots.release()
                     continue
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
@@ -145,6 +161,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 if assembler is None:
                     hosted = await self.registry.wait(request.policy, context.time_remaining())
                     version = request.version
+                    hosted.weights.check_version(version)
                     assembler = PushAssembler(hosted.weights.variable_specs(), request.num_variables)
                 for piece in request.slices:
                     assembler.add(piece)

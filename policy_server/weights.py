@@ -21,6 +21,11 @@ from policy_server.scheduler import BatchScheduler
 
 logger = logging.getLogger(__name__)
 
+# How far one update may move the version (train step) forward. Train steps
+# grow by far less between two pushes; a larger jump is a bogus version, and
+# accepting it would refuse every later push of the real learner as older.
+MAX_VERSION_STEP = 2**40
+
 
 @dataclasses.dataclass(frozen=True)
 class WeightUpdate:
@@ -113,7 +118,15 @@ class WeightSwapper:
             self.backend.load_checkpoint(update.checkpoint)
         self.backend.version = int(update.version)
 
+    def check_version(self, version: int) -> None:
+        """Refuses a version that the served one rules out (before any slice of a push is buffered)."""
+        self._check_version(WeightUpdate(version=version, source="", checkpoint=""))
+
     def _check_version(self, update: WeightUpdate) -> None:
+        if update.version < 0 or update.version - self.backend.version > MAX_VERSION_STEP:
+            message = (f"version {update.version}: must be >= 0 and at most {MAX_VERSION_STEP} above the served "
+                       f"version {self.backend.version} (a bogus version would lock out the real learner)")
+            raise errors.InvalidArgumentError(message, fields=(("version", message),))
         if update.version < self.backend.version:
             raise errors.FailedPreconditionError(
                 f"version {update.version} is older than the served version {self.backend.version}",

@@ -28,12 +28,38 @@ proto: $(STAMP)
 check-proto: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
-test: $(STAMP) check-proto
+test: $(STAMP) check-proto buf-check node-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything, slow tests included.
-test-all: $(STAMP) check-proto
+test-all: $(STAMP) check-proto buf-check node-client
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+# Clients in other languages, from protos/ alone (examples/clients/*/README.md).
+#   make node-client  installs the Node client's packages from its lock file
+#   make cpp-client   generates the C++ code from protos/ and builds the C++ client (make test-all
+#                     builds and runs it where its toolchain is installed)
+#   make buf-check    buf lint, and buf breaking against the published v1 baseline
+.PHONY: node-client cpp-client buf-check
+NODE_CLIENT := examples/clients/node
+CPP_CLIENT := examples/clients/cpp
+BUF := $(VENV)/bin/buf
+BUF_BASELINE := protos/baseline/tfa_policy_grpc.v1.binpb
+
+node-client: $(NODE_CLIENT)/node_modules/.installed
+
+# npm ci: exactly the versions of package-lock.json (again whenever it changes); no install scripts.
+$(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	cd $(NODE_CLIENT) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+cpp-client:
+	cmake -S $(CPP_CLIENT) -B $(CPP_CLIENT)/build
+	cmake --build $(CPP_CLIENT)/build -j2
+
+buf-check: $(STAMP)
+	$(BUF) lint
+	$(BUF) breaking --against $(BUF_BASELINE)
 
 # The TorchRL peer runs from its own venv (.venv-torchrl, torch CPU build); without it
 # the benchmark marks the peer rows "not available".
@@ -50,4 +76,10 @@ demo: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .venv-torchrl build *.egg-info .pytest_cache .hypothesis
+	rm -rf examples/clients/node/node_modules examples/clients/cpp/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# TF-Agents' own tests (tests/compat) without the RemotePolicy swap: the local baseline.
+.PHONY: compat-local
+compat-local: $(STAMP)
+	TFA_COMPAT_LOCAL=1 $(PY) -m pytest tests/compat -m "" $(PYTEST_ARGS)

@@ -143,7 +143,7 @@ class PolicyClient:
     def load_checkpoint(self, path: str, version: int = 0) -> int:
         """Asks the server to load a PolicySaver checkpoint from its filesystem; returns the version served.
 
-        `version` 0 takes the train step from the directory's name.
+        `version` 0 takes the checkpoint's own train step (else the one in its name).
         """
         request = service_pb.LoadCheckpointRequest(policy=self.policy, path=path, version=version)
         return self._unary(self._stub.LoadCheckpoint, request).version

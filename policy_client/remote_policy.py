@@ -92,23 +92,29 @@ class RemotePolicy(py_policy.PyPolicy):
         """The version (train step) the server serves now, as SavedModelPyTFEagerPolicy.get_train_step()."""
         return np.int64(self._client.get_specs()[1])
 
-    def variables(self) -> list[np.ndarray]:
-        """The values of the served policy's variables, in `policy.variables()` order (read-only copies).
+    def variables(self) -> list[Any]:
+        """The values of the served policy's variables, in `policy.variables()` order.
 
-        Locally these are tf.Variables (or their numpy values from a
-        PyTFEagerPolicy); assigning to them would not change the served
-        policy: push new values with a VariablePublisher instead.
+        As the local class returns them, but read-only: constant tensors for a
+        SavedModel (SavedModelPyTFEagerPolicy returns its tf.Variables), numpy
+        arrays otherwise (PyTFEagerPolicy returns their numpy values).
+        Assigning to them would not change the served policy: push new values
+        with a VariablePublisher instead.
         """
         self._last_version, values = self._client.variables()
         for value in values:
             value.flags.writeable = False
+        if self._client.backend == "saved_model":
+            import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+            return [tf.constant(value) for value in values]
         return values
 
     def update_from_checkpoint(self, checkpoint_path: str) -> None:
         """Has the server load a PolicySaver checkpoint, as SavedModelPyTFEagerPolicy does locally.
 
         `checkpoint_path` is on the server's filesystem (a shared one in a
-        cluster); the new version is the train step in its name. With
+        cluster); the new version is the train step the checkpoint holds. With
         authentication on, only a learner may call this.
 
         Raises:
@@ -116,10 +122,14 @@ class RemotePolicy(py_policy.PyPolicy):
             (only SavedModel backends can), or the checkpoint is older.
           InvalidArgumentError: the path holds no PolicySaver checkpoint.
         """
-        self._last_version = self._restored_step = self._client.load_checkpoint(checkpoint_path)
+        self._last_version = self._client.load_checkpoint(checkpoint_path)
+        try:  # as SavedModelPyTFEagerPolicy: the number after the path's last "_", if any
+            self._restored_step: int | None = int(checkpoint_path.split("_")[-1])
+        except ValueError:
+            self._restored_step = None
 
     def get_train_step_from_last_restored_checkpoint_path(self) -> int | None:
-        """The version the last update_from_checkpoint made current (None before any)."""
+        """The train step in the name of the last checkpoint loaded (None before any, or if it has none)."""
         return getattr(self, "_restored_step", None)
 
     def action_async(self, time_step: ts.TimeStep, policy_state: Any = (),

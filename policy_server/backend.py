@@ -175,6 +175,9 @@ class PyPolicyBackend(Backend):
         self.supports_seed = _accepts_seed(policy)
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:
+        # A local policy gets the caller's own (writable) arrays; requests are
+        # read as read-only views of their bytes, so those are copied.
+        time_step, policy_state = tree.map_structure(_writable, (time_step, policy_state))
         step = self.policy.action(time_step, policy_state, seed=seed) if seed is not None else \
             self.policy.action(time_step, policy_state)
         return to_numpy(step)
@@ -188,6 +191,10 @@ class PyPolicyBackend(Backend):
         step = self.policy.action(time_step, policy_state, seed=seed) if seed is not None else \
             self.policy.action(time_step, policy_state)
         return to_numpy(step)
+
+
+def _writable(value: Any) -> Any:
+    return np.array(value) if isinstance(value, np.ndarray) and not value.flags.writeable else value
 
 
 def _accepts_seed(policy: Any) -> bool:

@@ -43,6 +43,17 @@ def checkpoint_step(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def checkpoint_train_step(path: str) -> int | None:
+    """The train step a PolicySaver checkpoint holds (its `train_step` variable), or None."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    prefix = os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME)
+    try:
+        return int(tf.train.load_checkpoint(prefix).get_tensor("train_step/.ATTRIBUTES/VARIABLE_VALUE"))
+    except (tf.errors.OpError, ValueError, KeyError):
+        return None
+
+
 def is_checkpoint(path: str) -> bool:
     """Whether `path` is a complete PolicySaver checkpoint (its variables index exists; it is written last)."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel

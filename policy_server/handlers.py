@@ -193,13 +193,16 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
     async def LoadCheckpoint(self, request, context):  # noqa: N802
         """Loads a PolicySaver checkpoint from the server's filesystem, as a weight update."""
         hosted = await self.registry.wait(request.policy, context.time_remaining())
-        version = request.version or follow.checkpoint_step(request.path)
-        if version is None:
-            message = "version: 0 takes the train step from a policy_checkpoint_<step> name; this path has none"
-            raise errors.InvalidArgumentError(message, fields=(("version", message),))
-        if not await asyncio.get_running_loop().run_in_executor(None, follow.is_checkpoint, request.path):
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, follow.is_checkpoint, request.path):
             message = f"path: {request.path!r} is not a PolicySaver checkpoint (no variables/variables.index)"
             raise errors.InvalidArgumentError(message, fields=(("path", message),))
+        version = request.version or await loop.run_in_executor(None, follow.checkpoint_train_step, request.path)
+        version = version if version is not None else follow.checkpoint_step(request.path)
+        if version is None:
+            message = ("version: 0 takes the checkpoint's train step, but it holds none and its name "
+                       "(policy_checkpoint_<step>) gives none either")
+            raise errors.InvalidArgumentError(message, fields=(("version", message),))
         update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
         return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
 

@@ -8,6 +8,7 @@ also checks that the version does not go back. No answer mixes two versions.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 from typing import Sequence
@@ -51,6 +52,11 @@ class WeightUpdate:
         if (self.values is None) == (self.checkpoint is None):
             raise ValueError("a WeightUpdate holds either values or a checkpoint path")
 
+    @property
+    def kind(self) -> str:
+        """"push", "checkpoint" or "reverb": the first word of `source`, for metrics."""
+        return self.source.split(" ", 1)[0].lower()
+
 
 class WeightSwapper:
     """Applies WeightUpdates to one hosted policy, between two of its batches.
@@ -66,6 +72,7 @@ class WeightSwapper:
         self.backend = backend
         self.scheduler = scheduler
         self.updates_applied = 0
+        self.applied_by_kind: collections.Counter[str] = collections.Counter()  # WeightUpdate.kind -> count
 
     def variable_specs(self) -> list[VariableSpec]:
         """The variables new values must match.
@@ -105,6 +112,7 @@ class WeightSwapper:
         self.check(update)
         await self.scheduler.run_exclusive(lambda: self._swap(update), swap=True)
         self.updates_applied += 1
+        self.applied_by_kind[update.kind] += 1
         logger.info("policy %r now at version %d (%s%s)", self.name, update.version, update.source,
                     f", {update.num_bytes} bytes" if update.num_bytes else "")
         return update.version
@@ -123,9 +131,9 @@ class WeightSwapper:
         self._check_version(WeightUpdate(version=version, source="", checkpoint=""))
 
     def _check_version(self, update: WeightUpdate) -> None:
-        if update.version < 0 or update.version - self.backend.version > MAX_VERSION_STEP:
-            message = (f"version {update.version}: must be >= 0 and at most {MAX_VERSION_STEP} above the served "
-                       f"version {self.backend.version} (a bogus version would lock out the real learner)")
+        if update.version - self.backend.version > MAX_VERSION_STEP:
+            message = (f"version {update.version}: at most {MAX_VERSION_STEP} above the served version "
+                       f"{self.backend.version} (a bogus version would lock out the real learner)")
             raise errors.InvalidArgumentError(message, fields=(("version", message),))
         if update.version < self.backend.version:
             raise errors.FailedPreconditionError(

@@ -1,0 +1,1 @@
+"""Tests of the clients in other languages (examples/clients/) and of the protos' buf checks."""

@@ -1,0 +1,1 @@
+"""TF-Agents' own tests, run with every PyPolicy served by a policy server (see README.md)."""

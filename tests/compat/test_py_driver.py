@@ -1,0 +1,5 @@
+"""drivers/py_driver_test.py from the TF-Agents wheel, every PyPolicy served remotely."""
+
+from tests.compat.collect import export
+
+export("tf_agents.drivers.py_driver_test", globals())

@@ -1,0 +1,5 @@
+"""policies/py_tf_eager_policy_test.py from the TF-Agents wheel, every PyPolicy served remotely."""
+
+from tests.compat.collect import export
+
+export("tf_agents.policies.py_tf_eager_policy_test", globals())

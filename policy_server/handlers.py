@@ -144,6 +144,12 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         finally:
             self._streams.discard(answers)
             reader.cancel()
+            # The client went away: answers it will never read are dropped, their
+            # errors too (else asyncio reports each one as never retrieved).
+            while not answers.empty():
+                item = answers.get_nowait()
+                if isinstance(item, tuple):
+                    item[1].add_done_callback(_drop_outcome)
 
     @rpc.unary
     async def GetStats(self, request, context):  # noqa: N802
@@ -255,6 +261,11 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         response.version = version
         response.request_id = request_id
         return response
+
+
+def _drop_outcome(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:

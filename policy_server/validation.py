@@ -6,7 +6,7 @@ from typing import Any
 
 import tree
 
-from policy_client.wire import errors, nests, steps, tf_agents_types
+from policy_client.wire import errors, nests, status, steps, tf_agents_types
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.spec_check import check_nest
 from policy_server.batching import Request
@@ -65,7 +65,7 @@ def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> 
     except errors.FieldError as e:
         if as_local and not isinstance(e, errors.CodecError):
             return _local_request(request, seed)
-        raise errors.InvalidArgumentError(str(e), fields=((e.field, str(e)),) if e.field else (),
+        raise errors.InvalidArgumentError(str(e), fields=status.field_violations(e),
                                           reason=type(e).__name__) from None
     return Request(tree.flatten((time_step, state)), rows, plan.unflatten, seed)
 
@@ -82,7 +82,7 @@ def _local_request(request: service_pb.ActionRequest, seed: int | None) -> Reque
         state = nests.nest_from_proto(request.policy_state, copy=True, path="policy_state") \
             if request.HasField("policy_state") else ()
     except errors.FieldError as e:
-        raise errors.InvalidArgumentError(str(e), fields=((e.field, str(e)),) if e.field else (),
+        raise errors.InvalidArgumentError(str(e), fields=status.field_violations(e),
                                           reason=type(e).__name__) from None
     return Request([], 0, _no_leaves, seed, local=(time_step, state))
 

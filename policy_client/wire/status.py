@@ -56,9 +56,17 @@ def as_remote_error(error: BaseException) -> errors.RemoteError:
     if isinstance(error, errors.RemoteError):
         return error
     if isinstance(error, errors.FieldError):
-        fields = ((error.field, str(error)),) if error.field else ()
-        return errors.InvalidArgumentError(str(error), fields=fields, reason=type(error).__name__)
+        return errors.InvalidArgumentError(str(error), fields=field_violations(error), reason=type(error).__name__)
     return raised.from_policy(error)
+
+
+def field_violations(error: errors.FieldError) -> tuple[tuple[str, str], ...]:
+    """The (field, description) of a field error; the description does not repeat the field."""
+    if not error.field:
+        return ()
+    text = str(error)
+    prefix = f"{error.field}: "
+    return ((error.field, text[len(prefix):] if text.startswith(prefix) else text),)
 
 
 def to_status(error: BaseException, limit: int = MAX_MESSAGE_CHARS) -> status_pb2.Status:

@@ -27,7 +27,7 @@ def test_every_remote_error_round_trips_with_its_fields_and_reason(cls):
 def test_field_errors_become_invalid_argument_naming_the_field():
     remote = status.as_remote_error(errors.SpecMismatchError("policy_state: expected ()", "policy_state"))
     assert type(remote) is errors.InvalidArgumentError and isinstance(remote, ValueError)
-    assert remote.fields == (("policy_state", "policy_state: expected ()"),) and remote.reason == "SpecMismatchError"
+    assert remote.fields == (("policy_state", "expected ()"),) and remote.reason == "SpecMismatchError"
 
 
 def test_other_exceptions_travel_with_their_type_as_reason():
@@ -63,7 +63,8 @@ def test_server_errors_carry_bad_request_details_any_client_can_read(echo_server
         bad_request = error_details_pb2.BadRequest()
         assert rich.details[0].Unpack(bad_request)
         assert bad_request.field_violations[0].field == "time_step.observation"
-        assert "expected shape (3,)" in bad_request.field_violations[0].description
+        description = bad_request.field_violations[0].description
+        assert "expected shape (3,)" in description and not description.startswith("time_step.observation")
 
         responses = list(stub.ActionStream(iter([request]), timeout=10))
         assert responses[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]

@@ -80,6 +80,9 @@ class Split:
       steps: (leaves of the answer, version, the batch's PolicyStep for its
         structure) of the pieces that ran, by piece index.
       error: the first failure of a piece, if any.
+      waiting: the pieces not queued yet. The scheduler queues one piece at a
+        time, behind everything already waiting, so other requests
+        interleave with a huge one instead of waiting for all of it.
     """
 
     request: Request
@@ -87,6 +90,7 @@ class Split:
     steps: dict[int, Any] = dataclasses.field(default_factory=dict)
     error: BaseException | None = None
     done: int = 0
+    waiting: collections.deque = dataclasses.field(default_factory=collections.deque)
 
     @property
     def complete(self) -> bool:

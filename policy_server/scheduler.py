@@ -131,7 +131,8 @@ class BatchScheduler:
             pieces = batching.split_request(request, self.config.max_batch_size)
             for piece in pieces:
                 piece.future = request.future
-            self._pending.extend(pieces)
+            self._pending.append(pieces[0])  # the rest follow one by one (see _loop)
+            pieces[0].split.waiting.extend(pieces[1:])
             self._open_splits += 1
         else:
             self._pending.append(request)
@@ -183,6 +184,9 @@ class BatchScheduler:
                 continue
             await self._fill(self._pending[0])
             batch = batching.take_batch(self._pending, self.config.max_batch_size, self.backend.batchable)
+            for request in batch:  # a split request's next piece queues behind the others: they interleave
+                if request.split is not None and request.split.waiting:
+                    self._pending.append(request.split.waiting.popleft())
             try:
                 await self._run(batch)
             except Exception as e:  # pylint: disable=broad-except

@@ -132,7 +132,7 @@ def test_request_larger_than_max_batch_size_is_split_across_batches(servers):
     blocker = hold_first_batch(client, backend)
     plan = [(obs_rows(10, 1)[0], False), (obs_rows(100, 5), True), (obs_rows(200, 1)[0], False)]
     futures = []
-    for depth, (obs, batched) in zip((1, 3, 4), plan):  # the 5 rows queue as pieces of 4 and 1
+    for depth, (obs, batched) in zip((1, 2, 3), plan):  # the 5 rows: pieces of 4 and 1, queued one at a time
         futures.append(send(client, obs, batched=batched))
         wait_for_queue_depth(client, depth)
     gate.set()
@@ -141,9 +141,11 @@ def test_request_larger_than_max_batch_size_is_split_across_batches(servers):
         np.testing.assert_array_equal(future.result(WAIT).policy_step.action, 2 * obs)
     five = futures[1].result(WAIT).policy_step
     np.testing.assert_array_equal(five.state["count"], np.ones(5))
-    # 1 + 4 > 4: the first row goes alone, then 4 of the 5 rows, then the 5th with the last row.
+    # 1 + 4 > 4: the first row goes alone, then 4 of the 5 rows; their last piece queued behind
+    # the row sent after them, which it joins: other requests interleave with a split one.
     assert backend.batch_sizes == [1, 1, 4, 2]
-    np.testing.assert_array_equal(np.concatenate([backend.observations[2], backend.observations[3][:1]]),
+    np.testing.assert_array_equal(backend.observations[3][:1], plan[2][0][None])
+    np.testing.assert_array_equal(np.concatenate([backend.observations[2], backend.observations[3][1:]]),
                                   plan[1][0])
     stats = client.stats()[0]
     assert stats["requests"] == 4 and stats["rows"] == 8 and stats["queue_depth"] == 0
@@ -168,7 +170,7 @@ def test_a_push_waits_for_a_split_request_so_its_answer_has_one_version(servers)
     client = servers.client(server.address, "echo")
     blocker = hold_first_batch(client, backend)
     big = send(client, obs_rows(0, 6), batched=True)
-    wait_for_queue_depth(client, 3)
+    wait_for_queue_depth(client, 1)  # three pieces, queued one at a time
     with VariablePublisher(server.address, "echo") as publisher, \
             concurrent.futures.ThreadPoolExecutor(1) as pool:
         push = pool.submit(publisher.push, [np.float32(100)], 7)

@@ -47,3 +47,28 @@ def test_a_client_that_never_reads_stops_being_read(servers):
     finally:
         stop.set()
         call.cancel()
+
+
+def test_other_requests_interleave_with_the_pieces_of_a_huge_one(servers):
+    """A request split into pieces does not hold the queue: each piece queues behind what waits."""
+    from policy_server.config import BatchingConfig  # pylint: disable=import-outside-toplevel
+    from tests.policy_server.test_batching import hold_first_batch, obs_rows, send  # pylint: disable=import-outside-toplevel
+    from tests.support.servers import GatedEchoBackend, wait_for_queue_depth  # pylint: disable=import-outside-toplevel
+
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate)
+    server = servers.serve({"echo": backend}, batching=BatchingConfig(max_batch_size=2, max_batch_delay=0.0),
+                           gates=(gate,))
+    client = servers.client(server.address, "echo")
+    blocker = hold_first_batch(client, backend)
+    huge = send(client, obs_rows(0, 10), batched=True)  # five pieces of two rows
+    wait_for_queue_depth(client, 1)
+    small = send(client, np.full(3, 1000, np.float32), batched=False)
+    wait_for_queue_depth(client, 2)
+    gate.set()
+    blocker.result(WAIT)
+    np.testing.assert_array_equal(huge.result(WAIT).policy_step.action, 2 * obs_rows(0, 10))
+    assert small.result(WAIT).policy_step.action[0] == 2000
+    # The small request ran right after the first piece, not after all five.
+    firsts = [obs[0, 0] for obs in backend.observations[1:]]
+    assert firsts.index(1000) <= 2, firsts

@@ -13,14 +13,33 @@ DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # Unary calls wait for the channel to be ready and retry UNAVAILABLE, so a
 # restarting server is invisible to callers within their deadline.
-SERVICE_CONFIG = json.dumps({
-    "methodConfig": [{
-        "name": [{"service": SERVICE_NAME}],
-        "waitForReady": True,
-        "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
-                        "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
-    }],
-})
+METHOD_CONFIG = [{
+    "name": [{"service": SERVICE_NAME}],
+    "waitForReady": True,
+    "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
+                    "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
+}]
+SERVICE_CONFIG = json.dumps({"methodConfig": METHOD_CONFIG})
+
+
+def service_config(load_balancing: str | None) -> str:
+    """The channel's service config: retries, and with a balancing policy, client-side health checks.
+
+    With health checking, a replica whose PolicyService health is not
+    SERVING (still loading its policies, or draining on shutdown) gets no
+    new calls or streams until it is.
+    """
+    config: dict[str, Any] = {"methodConfig": METHOD_CONFIG}
+    if load_balancing:
+        config["loadBalancingConfig"] = [{load_balancing: {}}]
+        config["healthCheckConfig"] = {"serviceName": SERVICE_NAME}
+    return json.dumps(config)
+
+
+def several_addresses(target: str) -> bool:
+    """Whether a target names (or may resolve to) more than one server: an ipv4:/ipv6: list or dns:///."""
+    scheme, _, rest = target.partition(":")
+    return scheme == "dns" or (scheme in ("ipv4", "ipv6") and "," in rest)
 
 
 def make_channel(address: str, *, credentials: grpc.ChannelCredentials | None = None,
@@ -32,14 +51,18 @@ def make_channel(address: str, *, credentials: grpc.ChannelCredentials | None = 
         or "ipv4:127.0.0.1:5001,127.0.0.1:5002".
       credentials: channel credentials for TLS; None connects in plaintext.
       options: extra channel options; they override the defaults.
-      load_balancing: e.g. "round_robin" to spread unary calls over every
-        address the target resolves to (each stream stays on one server).
+      load_balancing: e.g. "round_robin" to spread calls over every address
+        the target resolves to (each stream stays on one server; a broken one
+        is reopened on another). The default is round_robin for a target of
+        several addresses (see several_addresses), else gRPC's pick_first;
+        "pick_first" forces the latter. With a balancing policy, replicas
+        that are not SERVING on gRPC health get no traffic.
     """
+    if load_balancing is None and several_addresses(address):
+        load_balancing = "round_robin"
     merged = {"grpc.max_receive_message_length": DEFAULT_MAX_MESSAGE_BYTES,
               "grpc.max_send_message_length": DEFAULT_MAX_MESSAGE_BYTES,
-              "grpc.service_config": SERVICE_CONFIG, "grpc.enable_retries": 1}
-    if load_balancing:
-        merged["grpc.lb_policy_name"] = load_balancing
+              "grpc.service_config": service_config(load_balancing), "grpc.enable_retries": 1}
     merged.update(dict(options))
     items = list(merged.items())
     return grpc.secure_channel(address, credentials, items) if credentials else grpc.insecure_channel(address, items)

@@ -1,0 +1,71 @@
+"""Several replicas behind one target: round robin by default, health-aware, failover of streams."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from grpc_health.v1 import health_pb2
+
+from policy_client import PolicyClient
+from policy_client.channel import several_addresses
+from policy_server.server import BackgroundServer
+from tests.support.fakes import EchoBackend, echo_time_step
+from tests.support.servers import WAIT, wait_until
+
+OBS = np.zeros(3, np.float32)
+
+
+def _served(server: BackgroundServer) -> int:
+    with PolicyClient(server.address, "echo") as client:
+        return client.stats()[0]["requests"]
+
+
+def test_targets_of_several_addresses_are_balanced_by_default():
+    assert several_addresses("ipv4:127.0.0.1:1,127.0.0.1:2") and several_addresses("dns:///policy:50051")
+    assert not several_addresses("127.0.0.1:1") and not several_addresses("unix:/tmp/x")
+    replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(2)]
+    try:
+        target = "ipv4:" + ",".join(r.address for r in replicas)
+        with PolicyClient(target, "echo", transport="unary", timeout=WAIT) as client:
+            for _ in range(40):
+                client.action(echo_time_step(OBS))
+        counts = [_served(r) for r in replicas]
+        assert sum(counts) == 40 and min(counts) >= 10, counts
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_a_replica_that_is_not_serving_gets_no_calls():
+    replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(2)]
+    try:
+        replicas[1].run(replicas[1].server._set_health(health_pb2.HealthCheckResponse.NOT_SERVING))  # pylint: disable=protected-access
+        target = "ipv4:" + ",".join(r.address for r in replicas)
+        with PolicyClient(target, "echo", transport="unary", timeout=WAIT) as client:
+            for _ in range(30):
+                client.action(echo_time_step(OBS))
+        assert _served(replicas[1]) == 0 and _served(replicas[0]) == 30
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def test_a_stream_whose_replica_stops_moves_to_another_without_failing_a_call():
+    replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(2)]
+    try:
+        target = "ipv4:" + ",".join(r.address for r in replicas)
+        with PolicyClient(target, "echo", timeout=WAIT) as client:
+            for _ in range(5):
+                client.action(echo_time_step(OBS))
+            first = next(i for i, r in enumerate(replicas) if _served(r) == 5)
+            replicas[first].stop()
+            start = time.monotonic()
+            for i in range(20):
+                step = client.action(echo_time_step(np.full(3, i, np.float32))).policy_step
+                np.testing.assert_array_equal(step.action, np.full(3, 2 * i, np.float32))
+            assert time.monotonic() - start < WAIT
+            wait_until(lambda: _served(replicas[1 - first]) == 20, "the other replica answered")
+    finally:
+        for replica in replicas:
+            replica.stop()

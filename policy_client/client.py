@@ -67,11 +67,15 @@ class PolicyClient:
     Attributes:
       input_mode: the ActionRequest.input_mode of every request (STRICT by
         default; RemotePolicy sets INPUT_MODE_AS_LOCAL).
+      min_version: the ActionRequest.min_version of every request: the
+        oldest version accepted (0: any; RemotePolicy keeps it at the newest
+        version seen).
       backend: the kind of backend serving the policy, once get_specs ran.
     """
 
     input_mode: int = service_pb.INPUT_MODE_UNSPECIFIED
     backend: str = ""
+    min_version: int = 0
 
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
@@ -169,7 +173,7 @@ class PolicyClient:
           CodecError: a value that cannot be encoded (the message names it).
         """
         request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids),
-                                           input_mode=self.input_mode)
+                                           input_mode=self.input_mode, min_version=self.min_version)
         wire.write_time_step(request.time_step, time_step)
         wire.write_nest(request.policy_state, policy_state if policy_state is not None else ())
         if seed is not None:
@@ -185,7 +189,7 @@ class PolicyClient:
         it would locally. `leaf` converts leaves (e.g. tensors) first.
         """
         request = service_pb.ActionRequest(policy=self.policy, request_id=next(self._ids),
-                                           input_mode=service_pb.INPUT_MODE_AS_LOCAL)
+                                           input_mode=service_pb.INPUT_MODE_AS_LOCAL, min_version=self.min_version)
         wire.write_nest(request.any_time_step, time_step, path="time_step", leaf=leaf)
         wire.write_nest(request.policy_state, policy_state, path="policy_state", leaf=leaf)
         if seed is not None:
@@ -233,7 +237,7 @@ class PolicyClient:
                       seed: int | None = None) -> service_pb.ActionRequest:
         """Builds an ActionRequest from the leaves of a conforming (time_step, state) (see RequestPlan)."""
         request = service_pb.ActionRequest(policy=self.policy, batch_size=batch_size, request_id=next(self._ids),
-                                           input_mode=self.input_mode)
+                                           input_mode=self.input_mode, min_version=self.min_version)
         plan.write(request.time_step, request.policy_state, leaves)
         if seed is not None:
             request.seed = int(seed)

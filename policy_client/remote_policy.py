@@ -47,6 +47,11 @@ class RemotePolicy(py_policy.PyPolicy):
       load_balancing: e.g. "round_robin" over a multi-address target.
       token, token_file: the bearer token (default: $TFA_POLICY_TOKEN or
         $TFA_POLICY_TOKEN_FILE); see PolicyClient.
+      monotonic_versions: ask every server for at least the newest version
+        this policy has seen minus `max_version_lag` (ActionRequest.min_version),
+        so that versions never go backwards across replicas: a replica that is
+        behind waits to catch up, then answers FailedPreconditionError.
+      max_version_lag: how far behind the newest version seen an answer may be.
 
     Raises:
       RemoteError: the server cannot be reached or has no such policy
@@ -56,7 +61,8 @@ class RemotePolicy(py_policy.PyPolicy):
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
                  options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
-                 token: str | None = None, token_file: str | None = None):
+                 token: str | None = None, token_file: str | None = None, monotonic_versions: bool = True,
+                 max_version_lag: int = 0):
         self._client = PolicyClient(address, policy, timeout=timeout, transport=transport,
                                     credentials=credentials, options=options, load_balancing=load_balancing,
                                     token=token, token_file=token_file)
@@ -71,6 +77,7 @@ class RemotePolicy(py_policy.PyPolicy):
         if specs.collect_data_spec is not None:
             self._collect_data_spec = specs.collect_data_spec
         self._last_version = version
+        self._version_floor = (lambda newest: max(0, newest - max_version_lag)) if monotonic_versions else None
         self._request_plan, self._answer_plan = self._client.set_plans(specs)
         # TF policies are served as PyTFEagerPolicy would call them: an unbatched
         # time step with a state of one row runs as a batch of one.
@@ -227,6 +234,8 @@ class RemotePolicy(py_policy.PyPolicy):
 
     def _unwrap(self, result: ActionResult, unbatch: bool) -> policy_step.PolicyStep:
         self._last_version = result.version
+        if self._version_floor is not None:  # never accept an older version than this from now on
+            self._client.min_version = max(self._client.min_version, self._version_floor(result.version))
         step = result.policy_step
         if unbatch:
             first = lambda nest: tree.map_structure(lambda x: x[0, ...], nest)  # noqa: E731

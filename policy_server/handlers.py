@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 _END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
 # Requests of one ActionStream read and not yet answered (TorchRL's max_inflight_per_env).
 MAX_INFLIGHT_PER_STREAM = 16
+# How long a stream's request waits for its min_version (unary calls: their deadline).
+VERSION_WAIT = 10.0
 
 
 class ResponseEncoder:
@@ -94,7 +96,9 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         try:
             if self.registry.loading(request.policy):
                 await self.registry.wait(request.policy, context.time_remaining())
-            return await self._answer(request)
+            left = context.time_remaining()
+            # Give up waiting for a min_version early enough for the refusal to arrive in time.
+            return await self._answer(request, None if left is None else left - min(0.25, left / 4))
         except errors.RemoteError:
             raise
         except Exception as e:  # pylint: disable=broad-except
@@ -212,7 +216,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
         return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
 
-    def _start(self, request: Any) -> asyncio.Future:
+    def _start(self, request: Any, patience: float | None = None) -> asyncio.Future:
         """Validates and queues one action request; never raises.
 
         A request for a policy that is still loading waits for it (up to
@@ -228,6 +232,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             if self.registry.loading(request.policy):
                 return asyncio.ensure_future(self._start_when_loaded(request))
             hosted = self.registry.get(request.policy)
+            if request.min_version and request.min_version > hosted.backend.version:
+                return asyncio.ensure_future(self._start_when_version(hosted, request, patience))
             try:
                 prepared = prepare_request(hosted, request)
             except errors.RemoteError:
@@ -243,8 +249,22 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         await self.registry.wait(request.policy, None)
         return await self._start(request)
 
-    async def _answer(self, request: service_pb.ActionRequest) -> service_pb.ActionResponse:
-        response, version = await self._start(request)
+    async def _start_when_version(self, hosted: HostedPolicy, request: service_pb.ActionRequest,
+                                  patience: float | None) -> Any:
+        """Waits up to `patience` seconds (the call's time left; VERSION_WAIT on streams) for the
+        policy to reach the request's min_version (polling: a rare wait), then queues it."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (patience if patience is not None else VERSION_WAIT)
+        while hosted.backend.version < request.min_version:
+            if loop.time() >= give_up:
+                message = (f"min_version: the served version {hosted.backend.version} of {hosted.name!r} is older "
+                           f"than the {request.min_version} asked for")
+                raise errors.FailedPreconditionError(message, fields=(("min_version", message),))
+            await asyncio.sleep(0.02)
+        return await self._start(request)
+
+    async def _answer(self, request: service_pb.ActionRequest, patience: float | None) -> service_pb.ActionResponse:
+        response, version = await self._start(request, patience)
         response.version = version
         response.request_id = request.request_id
         return response

@@ -69,3 +69,45 @@ def test_a_stream_whose_replica_stops_moves_to_another_without_failing_a_call():
     finally:
         for replica in replicas:
             replica.stop()
+
+
+def test_versions_never_go_backwards_for_an_actor_across_replicas():
+    """Replica A serves version 5, B version 2: after A answered, B waits to catch up (or refuses)."""
+    from policy_client import FailedPreconditionError, RemotePolicy  # pylint: disable=import-outside-toplevel
+
+    ahead, behind = (BackgroundServer({"echo": EchoBackend(stateful=False, version=v)}) for v in (5, 2))
+    try:
+        with RemotePolicy(ahead.address, "echo", timeout=WAIT, transport="unary") as remote:
+            remote.action(echo_time_step(OBS))
+            assert remote.last_version == 5 and remote.client.min_version == 5
+            # The same actor's calls now land on the replica that is behind: refused after the wait.
+            lagging = PolicyClient(behind.address, "echo", transport="unary", timeout=WAIT)
+            lagging.min_version = remote.client.min_version
+            start = time.monotonic()
+            request = lagging.encode_request(echo_time_step(OBS))
+            try:
+                with_deadline = PolicyClient(behind.address, "echo", transport="unary", timeout=1.0)
+                with_deadline.min_version = 5
+                try:
+                    with_deadline.action(echo_time_step(OBS))
+                    raise AssertionError("a replica behind the actor's version answered")
+                except FailedPreconditionError as e:
+                    assert "served version 2" in str(e) and "5" in str(e) and e.fields[0][0] == "min_version"
+                finally:
+                    with_deadline.close()
+                assert time.monotonic() - start < WAIT
+                # When it catches up (a push), it answers.
+                from policy_client import VariablePublisher  # pylint: disable=import-outside-toplevel
+
+                waiting = lagging.submit(request)
+                with VariablePublisher(behind.address, "echo") as publisher:
+                    publisher.push([np.float32(0)], 6)
+                assert waiting.result(WAIT).version == 6
+            finally:
+                lagging.close()
+        with RemotePolicy(behind.address, "echo", monotonic_versions=False) as free:
+            free.action(echo_time_step(OBS))
+            assert free.client.min_version == 0
+    finally:
+        ahead.stop()
+        behind.stop()

@@ -76,7 +76,7 @@ class GetInitialStateResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ActionRequest(_message.Message):
-    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step")
+    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step", "min_version")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TIME_STEP_FIELD_NUMBER: _ClassVar[int]
     POLICY_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -85,6 +85,7 @@ class ActionRequest(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     INPUT_MODE_FIELD_NUMBER: _ClassVar[int]
     ANY_TIME_STEP_FIELD_NUMBER: _ClassVar[int]
+    MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     policy: str
     time_step: _types_pb2.TimeStep
     policy_state: _types_pb2.Nest
@@ -93,7 +94,8 @@ class ActionRequest(_message.Message):
     request_id: int
     input_mode: InputMode
     any_time_step: _types_pb2.Nest
-    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ...) -> None: ...
+    min_version: int
+    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., min_version: _Optional[int] = ...) -> None: ...
 
 class ActionResponse(_message.Message):
     __slots__ = ("policy_step", "version", "request_id", "error")

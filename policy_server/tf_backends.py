@@ -83,9 +83,10 @@ class _IsolatedSeed:
 
     def __enter__(self) -> None:
         ctx = _context.context()
-        self._saved = (ctx._seed, ctx._rng)  # pylint: disable=protected-access
-        state = ctx._rng.getstate() if ctx._rng is not None else None  # pylint: disable=protected-access
-        self._state = state
+        # A fresh process's context has neither until tf.random.set_seed first runs.
+        self._saved = (getattr(ctx, "_seed", None), getattr(ctx, "_rng", None))
+        rng = self._saved[1]
+        self._state = rng.getstate() if rng is not None else None
         if self.seed is None:
             ctx._seed, ctx._rng = None, None  # pylint: disable=protected-access
         else:

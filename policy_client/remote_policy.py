@@ -196,6 +196,8 @@ class RemotePolicy(py_policy.PyPolicy):
         outer = step_type.shape
         if not self._request_plan.stateful and not _is_empty(policy_state):
             return None  # state the specs do not declare (e.g. ScriptedPyPolicy's): the policy's own business
+        if not outer and self._request_plan.stateful and self._batches_single_steps:
+            return None  # PyTFEagerPolicy batches the time step only: see _prepare
         leaves = self._request_plan.leaves(time_step, policy_state, outer)
         if leaves is None:
             return None
@@ -222,7 +224,7 @@ class RemotePolicy(py_policy.PyPolicy):
         if not tree.flatten(self.policy_state_spec):
             return (conforming, (), rows, False) if _is_empty(policy_state) else None
         state = _conform(policy_state, self.policy_state_spec, outer)
-        if state is not None:
+        if state is not None and (outer or not self._batches_single_steps):
             return conforming, state, rows, False
         state = _conform(policy_state, self.policy_state_spec, (1,)) if not outer else None
         if state is not None and self._batches_single_steps:
@@ -271,7 +273,8 @@ def _conform(value: Any, spec: Any, outer: tuple[int, ...]) -> Any:
 
 
 def _is_empty(state: Any) -> bool:
-    return state is None or (isinstance(state, (tuple, list, dict)) and not tree.flatten(state))
+    """Whether a state is TF-Agents' "no state": (), [] or {} (None travels as None: policies see it)."""
+    return isinstance(state, (tuple, list, dict)) and not tree.flatten(state)
 
 
 def _numpy(value: Any) -> Any:

@@ -111,3 +111,22 @@ def test_versions_never_go_backwards_for_an_actor_across_replicas():
     finally:
         ahead.stop()
         behind.stop()
+
+
+def test_a_learner_pushes_to_every_replica_and_learns_what_each_serves():
+    from policy_client.fanout import FanOutPublisher  # pylint: disable=import-outside-toplevel
+
+    replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(3)]
+    try:
+        replicas[2].stop()  # one replica is down
+        with FanOutPublisher("ipv4:" + ",".join(r.address for r in replicas), "echo", timeout=2.0) as publisher:
+            result = publisher.push([np.float32(1.5)], 9)
+        assert result.versions == {replicas[0].address: 9, replicas[1].address: 9}
+        assert list(result.errors) == [replicas[2].address] and not result.complete
+        for replica in replicas[:2]:
+            with PolicyClient(replica.address, "echo", transport="unary") as client:
+                answer = client.action(echo_time_step(OBS))
+                assert answer.version == 9 and answer.policy_step.action[0] == 1.5
+    finally:
+        for replica in replicas[:2]:
+            replica.stop()

@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 from examples.serving_demo import actor_context, start_server, stop_server
+from policy_server.logs import native_stderr_silenced
 
 TABLE = "uniform_table"
 COLLECT, GREEDY = "cartpole_collect", "cartpole"
@@ -175,7 +176,11 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
     start = time.monotonic()
     root_dir = root_dir or tempfile.mkdtemp(prefix="actor_learner_")
     agent, train_step = _make_agent(config)
-    replay = _replay_server(agent.collect_data_spec, config)
+    # Reverb's C++ code writes INFO lines to stderr with no level to turn down
+    # (server start and stop, each sampler); they are silenced where they come.
+    quiet = os.environ.get("TFA_POLICY_DEMO_VERBOSE") != "1"
+    with native_stderr_silenced(quiet):
+        replay = _replay_server(agent.collect_data_spec, config)
     reverb_address = f"127.0.0.1:{replay.port}"
     server, policy_address = start_server(["--demo", "--max-batch-size", "64"])
     ctx = actor_context()
@@ -198,7 +203,8 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
         dataset = buffer.as_dataset(sample_batch_size=config.batch_size, num_steps=2).prefetch(3)
         trainer = learner.Learner(root_dir, train_step, agent, lambda: dataset, checkpoint_interval=10**9,
                                   summary_interval=10**9)
-        _train(config, trainer, train_step, publishers, progress, reports, procs, start, log)
+        with native_stderr_silenced(quiet):  # every process is started: only this one's C++ output
+            _train(config, trainer, train_step, publishers, progress, reports, procs, start, log)
     finally:
         stop.set()
         for proc in procs:
@@ -206,8 +212,9 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
             if proc.is_alive():
                 proc.terminate()
         server_code = stop_server(server)
-        replay_items = _table_size(replay, reverb_address)
-        replay.stop()
+        with native_stderr_silenced(quiet):
+            replay_items = _table_size(replay, reverb_address)
+            replay.stop()
     progress.drain(reports)
     result = _result(progress, int(train_step.numpy()), time.monotonic() - start, server_code,
                      config.target_return)

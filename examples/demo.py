@@ -8,11 +8,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from policy_server import logs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,8 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serving", action="store_true", help="run the serving-only demo instead")
     parser.add_argument("--actors", type=int, default=None, help="collect actor processes")
     parser.add_argument("--seconds", type=float, default=None, help="time budget")
+    parser.add_argument("--verbose", action="store_true",
+                        help="let TensorFlow, gym, absl and Reverb print what they print (quiet by default)")
     args = parser.parse_args(argv)
-    logging.getLogger("absl").setLevel(logging.ERROR)
+    # Before TensorFlow, gym and Reverb load, in this process and (through the
+    # environment and examples.quiet_preload) in the server and the actors.
+    if args.verbose:
+        os.environ["TFA_POLICY_DEMO_VERBOSE"] = "1"
+    else:
+        logs.separate_python_stderr()  # so that Reverb's C++ lines can be silenced alone (actor_learner)
+    logs.quiet_libraries(verbose=args.verbose)
     if args.serving:
         from examples import serving_demo  # pylint: disable=import-outside-toplevel
 

@@ -33,7 +33,8 @@ def actor_context() -> Any:
     forking from it is safe.
     """
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["grpc", "numpy", "tensorflow", "tf_agents"])
+    # examples.quiet_preload first: it silences what TensorFlow and gym print when they load.
+    ctx.set_forkserver_preload(["examples.quiet_preload", "grpc", "numpy", "tensorflow", "tf_agents"])
     return ctx
 
 

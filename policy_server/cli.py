@@ -1,9 +1,20 @@
-"""`policy-server`: serve TF-Agents policies over gRPC (SavedModels, or policies built by code)."""
+"""`policy-server`: serve TF-Agents policies over gRPC (SavedModels, or policies built by code).
+
+Output: stdout gets two lines for scripts, "policy-server listening on
+ADDRESS (loading policies)" once the port is open and "policy-server serving
+NAMES on ADDRESS" once every policy serves (with --log-format json, both are
+JSON objects). The log goes to stderr: a line when the server listens (with
+how it is secured), one per policy when it serves, one every 10 s while a
+policy still loads, stats lines while there is traffic, warnings and errors.
+TensorFlow's, gym's and absl's start-up chatter is kept off it unless
+--log-level is DEBUG (see logs.py).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import logging
 import os
@@ -11,18 +22,46 @@ import signal
 import sys
 from typing import Any, Callable, Sequence
 
-from policy_server import security
+from policy_server import config_file, logs, security
 from policy_server.config import BatchingConfig, ServerConfig
 
 logger = logging.getLogger("policy_server")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The flags, over the settings of --config FILE (flags win); `args.file` is the FileConfig or None.
+
+    Raises:
+      SystemExit: bad flags, or a config file that cannot be read or is invalid.
+    """
+    parser = _parser()
+    file = _config_file(argv)
+    if file is not None:
+        parser.set_defaults(**file.settings)
+    args = parser.parse_args(argv)
+    args.file = file
+    return args
+
+
+def _config_file(argv: Sequence[str] | None) -> config_file.FileConfig | None:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config")
+    path = pre.parse_known_args(argv)[0].config
+    try:
+        return config_file.load(path) if path else None
+    except ValueError as e:
+        raise SystemExit(f"policy-server: --config {e}") from None
+
+
+def _parser() -> argparse.ArgumentParser:
     defaults = BatchingConfig()
     parser = argparse.ArgumentParser(
-        prog="policy-server", description=__doc__,
-        epilog="Give at least one --policy or --factory, or --demo. The first policy named is the default "
-               "one (for requests with an empty policy name).")
+        prog="policy-server", description=__doc__.split("\n", 1)[0],
+        epilog="Give at least one --policy or --factory, or --demo, or a --config file with policies. The "
+               "first policy named is the default one (for requests with an empty policy name).")
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="read settings and policies from a TOML file (see policy_server/config_file.py); "
+                             "flags given as well override its settings")
     parser.add_argument("--policy", action="append", default=[], metavar="NAME=SAVED_MODEL_DIR",
                         help="a PolicySaver SavedModel to serve under NAME (repeatable)")
     parser.add_argument("--factory", action="append", default=[], metavar="NAME=MODULE:CALLABLE",
@@ -64,9 +103,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reverb-table", default=None, help="variable container table (default: variables)")
     parser.add_argument("--follow-interval", type=float, default=2.0,
                         help="seconds between polls of followed sources (default: %(default)s)")
-    parser.add_argument("--log-level", default="INFO", help="logging level (default: %(default)s)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (0 picks a free "
+                             "port); default: no metrics")
+    parser.add_argument("--metrics-host", default="127.0.0.1",
+                        help="address the metrics endpoint binds (default: %(default)s)")
+    parser.add_argument("--log-level", default="INFO",
+                        help="logging level (default: %(default)s); DEBUG also lets TensorFlow, gym and absl "
+                             "print what they print at start-up")
+    parser.add_argument("--log-format", choices=logs.FORMATS, default="text",
+                        help="text lines, or one JSON object per line for log shippers (default: %(default)s)")
     _add_security_args(parser)
-    return parser.parse_args(argv)
+    return parser
 
 
 def _add_security_args(parser: argparse.ArgumentParser) -> None:
@@ -110,8 +158,13 @@ def security_settings(args: argparse.Namespace) -> tuple[Any, security.TokenAuth
 
 
 def batching_config(args: argparse.Namespace) -> BatchingConfig:
-    sizes = tuple(int(s) for s in args.allowed_batch_sizes.split(",") if s.strip())
+    """The batching settings of every policy (flags, over the config file's [batching]).
+
+    Raises:
+      SystemExit: invalid settings.
+    """
     try:
+        sizes = tuple(int(s) for s in args.allowed_batch_sizes.split(",") if s.strip())
         return BatchingConfig(max_batch_size=args.max_batch_size, max_batch_delay=args.max_batch_delay_ms / 1e3,
                               max_queue_size=args.max_queue_size, allowed_batch_sizes=sizes,
                               min_batch_size=args.min_batch_size, min_batch_timeout=args.min_batch_timeout_ms / 1e3,
@@ -120,21 +173,57 @@ def batching_config(args: argparse.Namespace) -> BatchingConfig:
         raise SystemExit(f"policy-server: {e}") from None
 
 
+def policy_batching(args: argparse.Namespace, base: BatchingConfig) -> dict[str, BatchingConfig]:
+    """Policy name -> its own batching settings (a config file's `[policies.NAME] batching`, over `base`).
+
+    Raises:
+      SystemExit: invalid settings (naming the policy).
+    """
+    found = {}
+    for entry in _file_policies(args):
+        if entry.batching:
+            try:
+                found[entry.name] = dataclasses.replace(base, **config_file.batching_fields(entry.batching))
+            except ValueError as e:
+                raise SystemExit(f"policy-server: [policies.{entry.name}] batching: {e}") from None
+    return found
+
+
+def _file_policies(args: argparse.Namespace) -> list[config_file.PolicyEntry]:
+    file = getattr(args, "file", None)
+    return list(file.policies.values()) if file is not None else []
+
+
+def follow_sources(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
+    """(policy -> checkpoint directory, policy -> Reverb address): the config file's, then the flags'."""
+    checkpoints = {e.name: e.follow_checkpoints for e in _file_policies(args) if e.follow_checkpoints}
+    reverb = {e.name: e.follow_reverb for e in _file_policies(args) if e.follow_reverb}
+    checkpoints.update(_pairs(args.follow_checkpoints, "--follow-checkpoints"))
+    reverb.update(_pairs(args.follow_reverb, "--follow-reverb"))
+    return checkpoints, reverb
+
+
 DEMO_FACTORIES = ("cartpole=examples.cartpole:cartpole_q_policy",
                   "cartpole_collect=examples.cartpole:cartpole_collect_policy")
 
 
 def backend_sources(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
-    """name -> function building the policy, from --policy, --factory and --demo (in that order).
+    """name -> function building the policy: the config file's, then --policy, --factory and --demo.
+
+    A flag naming a policy of the config file replaces its source there.
 
     Raises:
-      SystemExit: no policy at all, a malformed flag, or a name given twice.
+      SystemExit: no policy at all, a malformed flag, or a name given twice by flags.
     """
     sources: dict[str, Callable[[], Any]] = {}
+    for entry in _file_policies(args):
+        sources[entry.name] = _factory(entry.factory) if entry.factory else lambda path=entry.saved_model: path
+    flagged: set[str] = set()
 
     def add(name: str, source: Callable[[], Any]) -> None:
-        if name in sources:
+        if name in flagged:
             raise SystemExit(f"policy {name!r} is given twice")
+        flagged.add(name)
         sources[name] = source
 
     for name, path in _pairs(args.policy, "--policy").items():
@@ -143,7 +232,7 @@ def backend_sources(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
         add(name, _factory(target))
     if not sources:
         raise SystemExit("policy-server: nothing to serve; give --policy NAME=SAVED_MODEL_DIR, "
-                         "--factory NAME=MODULE:CALLABLE, or --demo")
+                         "--factory NAME=MODULE:CALLABLE, or --demo (or a --config file with [policies.NAME])")
     return sources
 
 
@@ -159,7 +248,7 @@ def _factory(target: str) -> Callable[[], Any]:
         except ImportError as e:
             hint = " (--demo needs a source checkout: run it from the repository root)" \
                 if module_name.startswith("examples") else ""
-            raise SystemExit(f"cannot import {module_name!r} for --factory: {e}{hint}") from None
+            raise ImportError(f"cannot import {module_name!r} for --factory: {e}{hint}") from None
         return getattr(module, attr)()
 
     return build
@@ -177,18 +266,41 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
     return pairs
 
 
+def server_config(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth | None] | None = None,
+                  ) -> ServerConfig:
+    """The ServerConfig of the flags and config file; `secured` is security_settings(args) (computed if None).
+
+    Raises:
+      SystemExit: invalid settings.
+    """
+    credentials, auth = secured if secured is not None else security_settings(args)
+    batching = batching_config(args)
+    checkpoints, reverb = follow_sources(args)
+    try:
+        return ServerConfig(address=args.address or f"{args.host}:{args.port}", batching=batching,
+                            policy_batching=policy_batching(args, batching),
+                            max_message_bytes=args.max_message_mb << 20, stats_interval=args.stats_interval,
+                            follow_checkpoints=checkpoints, follow_reverb=reverb,
+                            follow_interval=args.follow_interval, reverb_table=args.reverb_table,
+                            credentials=credentials, auth=auth, metrics_port=args.metrics_port,
+                            metrics_host=args.metrics_host)
+    except ValueError as e:
+        raise SystemExit(f"policy-server: {e}") from None
+
+
 async def serve(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth | None] | None = None) -> None:
-    """Runs the server until SIGTERM/SIGINT; `secured` is security_settings(args) (computed if None)."""
+    """Runs the server until SIGTERM/SIGINT; `secured` is security_settings(args) (computed if None).
+
+    Raises:
+      SystemExit: the server cannot start, or a policy failed to load (exit code 1; the log says why).
+    """
     from policy_server.server import PolicyServer  # pylint: disable=import-outside-toplevel
 
-    credentials, auth = secured if secured is not None else security_settings(args)
-    config = ServerConfig(address=args.address or f"{args.host}:{args.port}", batching=batching_config(args),
-                          max_message_bytes=args.max_message_mb << 20, stats_interval=args.stats_interval,
-                          follow_checkpoints=_pairs(args.follow_checkpoints, "--follow-checkpoints"),
-                          follow_reverb=_pairs(args.follow_reverb, "--follow-reverb"),
-                          follow_interval=args.follow_interval, reverb_table=args.reverb_table,
-                          credentials=credentials, auth=auth)
-    server = PolicyServer(backend_sources(args), config)
+    config = server_config(args, secured)
+    try:
+        server = PolicyServer(backend_sources(args), config)
+    except ValueError as e:
+        raise SystemExit(f"policy-server: {e}") from None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
@@ -196,16 +308,28 @@ async def serve(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth
         await server.start(wait_until_loaded=False)
     except OSError as e:
         raise SystemExit(f"policy-server: {e}") from None
-    print(f"policy-server listening on {server.bound_address} (loading policies)", flush=True)
+    metrics = f"; metrics on {server.metrics_url}" if server.metrics_url else ""
+    _announce(args, f"policy-server listening on {server.bound_address} (loading policies){metrics}",
+              event="listening", address=server.bound_address, metrics=server.metrics_url)
     try:
         await server.wait_until_loaded()
     except asyncio.CancelledError:
         if not server.stopping:  # stop() cancels the loading: a signal came first.
             raise
+    except Exception:  # pylint: disable=broad-except  # the server logged which policy and why
+        await server.stop(grace=1.0)
+        raise SystemExit(1) from None
     else:
-        names = ", ".join(h.name for h in server.registry)
-        print(f"policy-server serving {names} on {server.bound_address}", flush=True)
+        names = [h.name for h in server.registry]
+        _announce(args, f"policy-server serving {', '.join(names)} on {server.bound_address}", event="ready",
+                  address=server.bound_address, policies=",".join(names))
     await server.wait_for_termination()
+
+
+def _announce(args: argparse.Namespace, line: str, **fields: Any) -> None:
+    """One of the two stdout lines (a JSON object with --log-format json)."""
+    text = logs.json_line(line, logger=logger.name, **fields) if args.log_format == "json" else line
+    print(text, flush=True)
 
 
 def _begin_shutdown(server, sig: signal.Signals) -> None:
@@ -215,9 +339,18 @@ def _begin_shutdown(server, sig: signal.Signals) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.quiet_libraries(verbose=args.log_level.upper() == "DEBUG")  # before TensorFlow and gym load
+    try:
+        logs.configure(args.log_level, args.log_format)
+    except ValueError as e:
+        raise SystemExit(f"policy-server: {e}") from None
     secured = security_settings(args)  # before anything loads: a bad flag fails at once
+    if args.demo and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # --demo imports examples/ from a source checkout, as `python -m` would
+    if args.metrics_port is not None:
+        from prometheus_client import disable_created_metrics  # pylint: disable=import-outside-toplevel
+
+        disable_created_metrics()  # no *_created series beside every counter and histogram
     asyncio.run(serve(args, secured))
     return 0
 

@@ -86,7 +86,9 @@ class ServerConfig:
 
     Attributes:
       address: "host:port" to bind (port 0 picks a free port), or "unix:PATH".
-      batching: batching settings of every policy.
+      batching: batching settings of every policy (but those in `policy_batching`).
+      policy_batching: policy name -> batching settings of that policy, in
+        place of `batching`.
       max_message_bytes: largest request or response accepted.
       stats_interval: seconds between stats lines in the log (0: never).
       credentials: server credentials for TLS (see security.server_credentials);
@@ -100,6 +102,11 @@ class ServerConfig:
       follow_interval: seconds between polls of followed sources.
       reverb_table: the variable container's table (None: TF-Agents' default,
         "variables").
+      metrics_port: serve Prometheus metrics over HTTP (GET /metrics) on this
+        port (0 picks a free one); None serves none and counts nothing.
+      metrics_host: the address the metrics endpoint binds.
+      load_report_interval: seconds between "still loading" log lines of a
+        policy that takes long to load (0: none).
     """
 
     address: str = "127.0.0.1:0"
@@ -112,14 +119,27 @@ class ServerConfig:
     follow_reverb: Mapping[str, str] = dataclasses.field(default_factory=dict)
     follow_interval: float = 2.0
     reverb_table: str | None = None
+    policy_batching: Mapping[str, BatchingConfig] = dataclasses.field(default_factory=dict)
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    load_report_interval: float = 10.0
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1:
             raise ValueError(f"max_message_bytes must be >= 1, got {self.max_message_bytes}")
         if self.follow_interval <= 0:
             raise ValueError(f"follow_interval must be > 0, got {self.follow_interval}")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics_port must be in [0, 65535], got {self.metrics_port}")
+        if self.load_report_interval < 0:
+            raise ValueError(f"load_report_interval must be >= 0, got {self.load_report_interval}")
         object.__setattr__(self, "follow_checkpoints", dict(self.follow_checkpoints))
         object.__setattr__(self, "follow_reverb", dict(self.follow_reverb))
+        object.__setattr__(self, "policy_batching", dict(self.policy_batching))
+
+    def batching_for(self, policy: str) -> BatchingConfig:
+        """The batching settings of `policy`."""
+        return self.policy_batching.get(policy, self.batching)
 
     @property
     def followed(self) -> set[str]:

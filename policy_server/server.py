@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 import threading
+import time
 from typing import Any, Callable, Mapping, Union
 
 import grpc
@@ -44,7 +45,8 @@ class PolicyServer:
       config: how the server runs (address, batching, limits, followers).
 
     Raises:
-      ValueError: no policies, or followers of policies it does not host.
+      ValueError: no policies, or followers or batching settings of policies
+        it does not host.
     """
 
     def __init__(self, policies: Mapping[str, BackendSource], config: ServerConfig = ServerConfig()):
@@ -53,6 +55,9 @@ class PolicyServer:
         unknown = config.followed - set(policies)
         if unknown:
             raise ValueError(f"cannot follow unknown policies {sorted(unknown)}")
+        unknown = set(config.policy_batching) - set(policies)
+        if unknown:
+            raise ValueError(f"batching settings for unknown policies {sorted(unknown)}")
         self._policies = dict(policies)
         self.config = config
         self._options = [("grpc.max_receive_message_length", config.max_message_bytes),
@@ -68,7 +73,14 @@ class PolicyServer:
         self._loaded: asyncio.Future | None = None
         self.followers: list = []
         self._follower_tasks: list[asyncio.Task] = []
+        self._stats_logged: dict[str, tuple[int, int]] = {}
         self.port = 0
+        self.metrics = None  # metrics.ServerMetrics when config.metrics_port is set
+        if config.metrics_port is not None:
+            from policy_server import metrics  # pylint: disable=import-outside-toplevel
+
+            self.metrics = metrics.ServerMetrics(list(self._policies))
+            self.metrics.watch(list(self._policies), lambda: list(self.registry))
 
     async def start(self, wait_until_loaded: bool = True) -> int:
         """Binds and starts serving; loads the policies, then reports SERVING.
@@ -82,6 +94,8 @@ class PolicyServer:
         """
         auth = self.config.auth
         interceptors = [security.AuthInterceptor(auth)] if auth is not None else []
+        if self.metrics is not None:  # first: it also counts the calls the token check refuses
+            interceptors.insert(0, self.metrics.interceptor())
         self._server = grpc.aio.server(options=self._options, interceptors=interceptors)
         self._servicer = PolicyServicer(self.registry)
         rpc.add_to_server(self._servicer, self._server)
@@ -98,7 +112,16 @@ class PolicyServer:
             self._server = None
             raise
         await self._server.start()
-        logger.info("listening on %s (%s)", self.bound_address, security.describe(tls, auth))
+        try:
+            if self.metrics is not None:
+                self.metrics.serve(self.config.metrics_host, self.config.metrics_port)
+        except OSError:
+            await self._server.stop(None)
+            self._server = None
+            raise
+        logger.info("listening on %s (%s)%s", self.bound_address, security.describe(tls, auth),
+                    f"; metrics on {self.metrics_url}" if self.metrics_url else "",
+                    extra={"event": "listening", "address": self.bound_address, "metrics": self.metrics_url})
         for warning in security.exposure_warnings(address, tls, auth):
             logger.warning("%s", warning)
         self.registry.expect(self._policies)
@@ -106,6 +129,11 @@ class PolicyServer:
         if wait_until_loaded:
             await self.wait_until_loaded()
         return self.port
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus scrapes this server ("http://host:port/metrics"), or None."""
+        return self.metrics.url if self.metrics is not None else None
 
     def _bind(self, address: str) -> int:
         credentials = self.config.credentials
@@ -146,17 +174,41 @@ class PolicyServer:
             raise
 
     async def _load_policies(self) -> None:
-        loop = asyncio.get_running_loop()
         for name, source in self._policies.items():
-            backend = source if isinstance(source, Backend) else await loop.run_in_executor(None, _build, source)
-            hosted = HostedPolicy.create(name, backend, self.config.batching, encoder=ResponseEncoder)
+            started = time.monotonic()
+            try:
+                backend = source if isinstance(source, Backend) else await self._build(name, source)
+            except Exception as e:
+                logger.error("policy %r failed to load: %s: %s", name, type(e).__name__, e,
+                             exc_info=logger.isEnabledFor(logging.DEBUG), extra={"event": "load_failed",
+                                                                                 "policy": name})
+                raise
+            hosted = HostedPolicy.create(name, backend, self.config.batching_for(name), encoder=ResponseEncoder)
+            if self.metrics is not None:
+                hosted.stats.observer = self.metrics.policy(name)
             hosted.scheduler.start()
             self.registry.add(hosted)
-            logger.info("serving policy %r (%s, version %d)", name, backend.kind, backend.version)
+            took = time.monotonic() - started
+            logger.info("serving policy %r (%s, version %d%s)", name, backend.kind, backend.version,
+                        f", loaded in {took:.1f} s" if took >= 1 else "",
+                        extra={"event": "serving", "policy": name, "version": backend.version})
         self._start_followers()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self.config.stats_interval > 0:
             self._stats_task = asyncio.ensure_future(self._log_stats())
+
+    async def _build(self, name: str, source: Any) -> Backend:
+        """Builds a backend on a worker thread, saying every load_report_interval that it still loads."""
+        future = asyncio.get_running_loop().run_in_executor(None, _build, source)
+        started, interval = time.monotonic(), self.config.load_report_interval or None
+        try:
+            while not (await asyncio.wait({future}, timeout=interval))[0]:
+                logger.info("still loading policy %r (%.0f s so far)", name, time.monotonic() - started,
+                            extra={"event": "loading", "policy": name})
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        return future.result()
 
     def _start_followers(self) -> None:
         config = self.config
@@ -205,9 +257,11 @@ class PolicyServer:
         if self._servicer is not None:
             self._servicer.end_streams()
         await self._server.stop(grace)
-        self._log_stats_once()
+        self._log_stats_once(final=True)
+        if self.metrics is not None:
+            self.metrics.close()
         self._stopped.set()
-        logger.info("server stopped")
+        logger.info("server stopped", extra={"event": "stopped"})
 
     async def wait_for_termination(self) -> None:
         await self._stopped.wait()
@@ -221,10 +275,16 @@ class PolicyServer:
             await asyncio.sleep(self.config.stats_interval)
             self._log_stats_once()
 
-    def _log_stats_once(self) -> None:
+    def _log_stats_once(self, final: bool = False) -> None:
+        """A stats line per policy that had traffic since the last one (`final`: since the start)."""
         for hosted in self.registry:
-            logger.info("policy %r v%d: %s queue=%d", hosted.name, hosted.backend.version,
-                        hosted.stats.snapshot().summary(), hosted.scheduler.queue_depth)
+            snap = hosted.stats.snapshot()
+            seen = (snap.requests, snap.errors)
+            if seen == (self._stats_logged.get(hosted.name, (0, 0)) if not final else (0, 0)):
+                continue
+            self._stats_logged[hosted.name] = seen
+            logger.info("policy %r v%d: %s queue=%d", hosted.name, hosted.backend.version, snap.summary(),
+                        hosted.scheduler.queue_depth, extra={"event": "stats", "policy": hosted.name})
 
 
 class BackgroundServer:
@@ -249,8 +309,14 @@ class BackgroundServer:
         quiet_poller_races(self._loop)
         self._thread = threading.Thread(target=self._loop.run_forever, name="policy-server", daemon=True)
         self._thread.start()
-        self.server: PolicyServer = self._call(self._make(policies, config))
-        self.port = self._call(self.server.start(wait_until_loaded=wait_until_loaded))
+        try:
+            self.server: PolicyServer = self._call(self._make(policies, config))
+            self.port = self._call(self.server.start(wait_until_loaded=wait_until_loaded))
+        except BaseException:  # e.g. a port in use, a policy that failed to load: nothing left running
+            if getattr(self, "server", None) is not None:
+                self._call(self.server.stop(1.0))
+            self._close_loop()
+            raise
         self.address = self.server.bound_address
 
     @staticmethod
@@ -268,6 +334,9 @@ class BackgroundServer:
         if self._loop.is_closed():
             return
         self._call(self.server.stop(grace))
+        self._close_loop()
+
+    def _close_loop(self) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=30)
         self._loop.close()

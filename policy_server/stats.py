@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -32,10 +33,22 @@ class StatsSnapshot:
                 f"infer_ms p50={self.inference_ms_p50:.2f} p99={self.inference_ms_p99:.2f}")
 
 
+class BatchObserver(Protocol):
+    """Also told of every batch (e.g. the server's Prometheus histograms, see metrics.PolicyMetrics)."""
+
+    def batch(self, rows: int, waits_s: Sequence[float], inference_s: float) -> None:
+        """One backend call of `rows` rows, the queue wait of each request in it, and its duration."""
+
+
 class PolicyStats:
-    """Thread-safe counters of one policy's traffic."""
+    """Thread-safe counters of one policy's traffic.
+
+    Attributes:
+      observer: told of every batch too, when set (outside the lock).
+    """
 
     def __init__(self) -> None:
+        self.observer: BatchObserver | None = None
         self._lock = threading.Lock()
         self._requests = self._rows = self._batches = self._errors = 0
         self._batch_rows = 0
@@ -49,13 +62,16 @@ class PolicyStats:
         `batch_rows` is the number of rows the call ran (failed requests
         included, padding excluded); it defaults to `rows`.
         """
+        batch_rows = rows if batch_rows is None else batch_rows
         with self._lock:
             self._requests += requests
             self._rows += rows
             self._batches += 1
-            self._batch_rows += rows if batch_rows is None else batch_rows
+            self._batch_rows += batch_rows
             self._waits.extend(waits_s)
             self._inference.append(inference_s)
+        if self.observer is not None:
+            self.observer.batch(batch_rows, waits_s, inference_s)
 
     def record_requests(self, count: int) -> None:
         """Counts requests answered across several batches (split requests)."""

@@ -194,7 +194,8 @@ class RemotePolicy(py_policy.PyPolicy):
         if type(step_type) is not np.ndarray or step_type.ndim > 1:
             return None
         outer = step_type.shape
-        if not self._request_plan.stateful and not _is_empty(policy_state):
+        if not self._request_plan.stateful and not (type(policy_state) is tuple and not policy_state) \
+                and not _is_empty(policy_state):
             return None  # state the specs do not declare (e.g. ScriptedPyPolicy's): the policy's own business
         if not outer and self._request_plan.stateful and self._batches_single_steps:
             return None  # PyTFEagerPolicy batches the time step only: see _prepare

@@ -1,8 +1,8 @@
 """Nests on the wire: tf.nest structures of arrays or specs <-> `Nest` messages.
 
 A nest is a tensor or spec leaf, None, a list, a tuple, a string-keyed mapping
-(plain dicts in sorted-key order, as tf.nest and dm-tree flatten them;
-OrderedDicts in their own order) or a named tuple (its wire name and fields,
+(entries in the mapping's own order, so that a dict comes back with its keys
+in the order they had; `ordered` tells an OrderedDict) or a named tuple (its wire name and fields,
 see `registry`). `()` is TF-Agents' "no state / no info" and round-trips as `()`.
 Plain Python numbers, booleans and strings travel as `Scalar`s and come back
 as they were (numpy scalars and arrays keep their dtype as Tensors).
@@ -102,7 +102,7 @@ class _Writer:
             raise CodecError(f"mapping keys must be strings, got {bad[0]!r} at {path or 'the root'}", path)
         for key in value:
             tensors.checked_text(key, f"mapping key at {path or 'the root'}:")
-        for key in (list(value) if msg.dict.ordered else sorted(value)):
+        for key in value:  # in the mapping's own order: it comes back in it (tf.nest flattens sorted anyway)
             self.write(msg.dict.entries.add(key=key).value, value[key], depth + 1, f"{path}[{key!r}]")
 
 

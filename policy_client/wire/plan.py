@@ -191,9 +191,9 @@ def _compile_writer(spec: Any, registry: TypeRegistry, index: Any) -> Writer:
     if isinstance(spec, Mapping):
         ordered = type(spec).__name__ == "OrderedDict"
         # Leaves are numbered in sorted-key order (dm-tree's); the wire takes
-        # an OrderedDict in its own order.
+        # every mapping in its own key order (it comes back in that order).
         compiled = {k: _compile_writer(spec[k], registry, index) for k in sorted(spec)}
-        parts = [(k, compiled[k]) for k in (list(spec) if ordered else sorted(spec))]
+        parts = [(k, compiled[k]) for k in spec]
 
         def write_dict(msg: pb.Nest, leaves: Sequence[np.ndarray]) -> None:
             msg.dict.SetInParent()

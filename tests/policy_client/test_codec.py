@@ -441,9 +441,10 @@ def test_nest_containers_by_hand() -> None:
     assert type(nest_round_trip(value)["m"]) is type(decoded["m"])
 
 
-def test_plain_dicts_travel_sorted_ordered_dicts_in_their_order() -> None:
+def test_dicts_travel_in_their_own_key_order_and_come_back_in_it() -> None:
     plain = wire.nest_to_proto({"b": None, "a": None, "c": None})
-    assert [e.key for e in plain.dict.entries] == ["a", "b", "c"] and not plain.dict.ordered
+    assert [e.key for e in plain.dict.entries] == ["b", "a", "c"] and not plain.dict.ordered
+    assert list(wire.nest_from_proto(plain)) == ["b", "a", "c"]
     ordered = wire.nest_to_proto(collections.OrderedDict([("b", None), ("a", None)]))
     assert [e.key for e in ordered.dict.entries] == ["b", "a"] and ordered.dict.ordered
 

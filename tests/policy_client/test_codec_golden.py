@@ -120,9 +120,9 @@ GOLDEN = {
         lambda: wire.array_to_proto(np.array(["\u00e9", "ab"], dtype="U2")),
         "080e1201022202c3a92202616228023002",
         pb.Tensor, wire.array_from_proto, _check_unicode),
-    # A plain dict (entries sorted by key) of a list and a tuple holding None.
+    # A plain dict (entries in its own order) of a list and a tuple holding None.
     "dict_tuple_nest": Golden(
-        lambda: wire.nest_to_proto({"b": (np.int32(7), None), "a": [np.array([True, False])]}),
+        lambda: wire.nest_to_proto({"a": [np.array([True, False])], "b": (np.int32(7), None)}),
         "2a2f0a140a0161120f1a0d0a0b0a0908011201021a0201000a170a0162121222100a0a0a0808041a04070000"
         "000a023a00",
         pb.Nest, wire.nest_from_proto, _check_nest),

@@ -218,10 +218,6 @@ def test_initial_states_equal(case, rigs):
         assert_same(rig.local(False).get_initial_state(batch_size), rig.remote.get_initial_state(batch_size))
 
 
-@pytest.mark.xfail(strict=True, reason="dict keys come back sorted: local action_spec / observation spec / "
-                   "action keys keep the policy's order (e.g. ['move', 'force']), remote ones are sorted "
-                   "(['force', 'move']); policy_client/wire/nests.py _Writer._mapping and plan.py write plain "
-                   "dicts in sorted-key order (README documents it since d2c61bc)")
 @pytest.mark.parametrize("name", ["random_py", "dict_actor_greedy"])
 def test_dict_keys_keep_the_local_order(name, rigs):
     rig = rigs.get(BY_NAME[name])

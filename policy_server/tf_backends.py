@@ -165,13 +165,25 @@ class EagerBackend(_EagerVariables, Backend):
         self._local = _LocalWrappers(lambda batch_time_steps: py_tf_eager_policy.PyTFEagerPolicy(
             policy, batch_time_steps=batch_time_steps))
         self._variables = tf.nest.flatten(policy.variables())
-        signature = (_batched_signature(policy.time_step_spec), _batched_signature(policy.policy_state_spec))
-        # Traced with no global seed: its random ops then draw fresh seeds whenever
-        # TensorFlow re-creates their kernels (as `set_seed` in a seeded call
-        # does), instead of replaying the sequence a graph seed fixes at trace time.
-        with _IsolatedSeed(None):
-            self._action_fn = _FlatCall(tf.function(self._run, input_signature=signature, autograph=False),
-                                        *signature)
+        self._signature = (_batched_signature(policy.time_step_spec), _batched_signature(policy.policy_state_spec))
+        self._traced: _FlatCall | None = None
+
+    @property
+    def _action_fn(self) -> "_FlatCall":
+        """The batched function, traced at the first unseeded call, as locally.
+
+        Tracing calls the policy, and some policies build state on their first
+        call (OUNoisePolicy its noise process, from that call's seed): tracing
+        at load would build it before a first seeded call could. Traced with no
+        global seed: its random ops then draw fresh seeds whenever TensorFlow
+        re-creates their kernels (as `set_seed` in a seeded call does), instead
+        of replaying the sequence a graph seed fixes at trace time.
+        """
+        if self._traced is None:
+            with _IsolatedSeed(None):
+                self._traced = _FlatCall(tf.function(self._run, input_signature=self._signature, autograph=False),
+                                         *self._signature)
+        return self._traced
 
     def _run(self, time_step: Any, policy_state: Any) -> Any:
         return self.policy.action(time_step, policy_state)

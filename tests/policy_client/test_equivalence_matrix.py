@@ -36,12 +36,9 @@ BY_NAME = {c.name: c for c in CASES}
 
 # ---------------------------------------------------------------- divergences found (xfail, strict)
 
-OU_NOISE = ("twin DdpgAgent(...).collect_policy (OUNoisePolicy), one local, one served: tf.random.set_seed(s); "
-            "local.action(ts, seed=s) != remote.action(ts, seed=s) from the first call (the OU noise differs). "
-            "EagerBackend.__init__ traces policy.action (unseeded), which builds OUNoisePolicy's lazy OU "
-            "process with seed None; locally the first seeded call builds it from that call's seed "
-            "(README documents it since d2c61bc)")
-DIVERGENT_RUNS = {"ddpg_ou_collect": OU_NOISE}
+# Runs that diverge (none left: an OUNoisePolicy built its noise process at load, before a first
+# seeded call could, until the server traced at the first unseeded call as locally).
+DIVERGENT_RUNS: dict[str, str] = {}
 # (input variation, batched) -> reason, for variations that diverge (none left: the two found, a
 # None state for py policies and an unbatched RNN state, were fixed in d2c61bc).
 DIVERGENT_VARIATIONS: dict[tuple[str, str, bool], str] = {}

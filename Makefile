@@ -83,3 +83,9 @@ clean:
 .PHONY: compat-local
 compat-local: $(STAMP)
 	TFA_COMPAT_LOCAL=1 $(PY) -m pytest tests/compat -m "" $(PYTEST_ARGS)
+
+# The fault suite's full run (tests/reliability; its fast subset runs in make test): fuzzing, overload,
+# SIGKILL/SIGTERM restarts, large messages, idle streams. Prints the figures table and writes it beside the JSON.
+.PHONY: reliability
+reliability: $(STAMP)
+	$(PY) -m tests.reliability --out bench/results/reliability.json

@@ -15,7 +15,7 @@ from policy_client import PolicyClient, RemoteError, VariablePublisher
 from policy_server.config import BatchingConfig
 from policy_server.security import TokenAuth
 from tests.support.fakes import EchoBackend, FailingBackend, echo_time_step
-from tests.support.servers import WAIT
+from tests.support.servers import WAIT, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -147,6 +147,9 @@ def test_rejected_and_failed_requests(servers, metered, transport):
     with pytest.raises(LookupError):
         unknown.action(echo_time_step(np.zeros(3, np.float32)), state())
     method = "Action" if transport == "unary" else "ActionStream"
+    # A stream message is counted as its answer goes out, which may be just after the caller has it.
+    wait_until(lambda: value(scrape(metered), "tfa_policy_failed_requests_total", policy="failing", method=method,
+                             code="INTERNAL") == 1, "the failed stream message counted")
     samples = scrape(metered)
     assert value(samples, "tfa_policy_rejected_requests_total", policy="echo", method=method,
                  code="INVALID_ARGUMENT") == 1

@@ -11,6 +11,7 @@ import pytest  # noqa: E402
 from policy_server.config import BatchingConfig  # noqa: E402
 from policy_server.server import BackgroundServer  # noqa: E402
 from tests.support.fakes import EchoBackend  # noqa: E402
+from tests.support.servers import Servers  # noqa: E402
 
 
 @pytest.fixture
@@ -32,3 +33,20 @@ def cartpole_tf_policy():
     from examples.cartpole import cartpole_q_policy  # pylint: disable=import-outside-toplevel
 
     return cartpole_q_policy(seed=0)
+
+
+@pytest.fixture
+def servers():
+    """Servers and clients cleaned up after the test (gates opened first; see tests/support/servers.py)."""
+    pool = Servers()
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture(autouse=True)
+def no_token_in_environment(monkeypatch):
+    """Tests say which token each client sends: none comes from the developer's environment."""
+    for name in ("TFA_POLICY_TOKEN", "TFA_POLICY_TOKEN_FILE", "TFA_POLICY_SERVER_TOKENS"):
+        monkeypatch.delenv(name, raising=False)

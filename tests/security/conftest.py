@@ -1,4 +1,4 @@
-"""Fixtures of the security tests: certificates made at run time, token files, servers cleaned up after each test."""
+"""Fixtures of the security tests: certificates made at run time, token files."""
 
 from __future__ import annotations
 
@@ -8,22 +8,12 @@ import pytest
 
 from policy_server.security import TokenAuth
 from tests.security.certs import Certs, make_certs
-from tests.support.servers import Servers
 
 
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory) -> Certs:
     """A CA, a server certificate (localhost, 127.0.0.1, ::1, policy.test), client certificates."""
     return make_certs(tmp_path_factory.mktemp("certs"))
-
-
-@pytest.fixture
-def servers():
-    pool = Servers()
-    try:
-        yield pool
-    finally:
-        pool.close()
 
 
 class Tokens:
@@ -51,10 +41,3 @@ class Tokens:
 @pytest.fixture
 def tokens(tmp_path) -> Tokens:
     return Tokens(tmp_path)
-
-
-@pytest.fixture(autouse=True)
-def no_token_in_environment(monkeypatch):
-    """These tests say which token each client sends: none comes from the environment."""
-    for name in ("TFA_POLICY_TOKEN", "TFA_POLICY_TOKEN_FILE", "TFA_POLICY_SERVER_TOKENS"):
-        monkeypatch.delenv(name, raising=False)

@@ -125,6 +125,9 @@ def test_versions_and_weight_updates(metered):
         publisher.push([np.float32(2)], 9)
         with pytest.raises(RemoteError):
             publisher.push([np.float32(3)], 4)  # older than the served version: refused
+    # gRPC sends an aborted call's status before the interceptor around the handler counts it.
+    wait_until(lambda: value(scrape(metered), "tfa_policy_rejected_requests_total", policy="echo",
+                             method="PushVariables", code="FAILED_PRECONDITION") == 1, "the refused push counted")
     samples = scrape(metered)
     assert value(samples, "tfa_policy_version", policy="echo") == 9
     assert value(samples, "tfa_policy_weight_updates_total", policy="echo", source="push") == 2
@@ -147,9 +150,14 @@ def test_rejected_and_failed_requests(servers, metered, transport):
     with pytest.raises(LookupError):
         unknown.action(echo_time_step(np.zeros(3, np.float32)), state())
     method = "Action" if transport == "unary" else "ActionStream"
-    # A stream message is counted as its answer goes out, which may be just after the caller has it.
+    # A stream message is counted as its answer goes out, and an aborted unary call as its handler
+    # ends, which gRPC does after sending the status: either may come just after the caller has it.
     wait_until(lambda: value(scrape(metered), "tfa_policy_failed_requests_total", policy="failing", method=method,
-                             code="INTERNAL") == 1, "the failed stream message counted")
+                             code="INTERNAL") == 1, "the failed call counted")
+    wait_until(lambda: value(scrape(metered), "tfa_policy_rejected_requests_total", policy="<unknown>",
+                             code="NOT_FOUND") == 1, "the unknown policy's call counted")
+    wait_until(lambda: value(scrape(metered), "tfa_policy_rejected_requests_total", policy="echo", method=method,
+                             code="INVALID_ARGUMENT") == 1, "the invalid call counted")
     samples = scrape(metered)
     assert value(samples, "tfa_policy_rejected_requests_total", policy="echo", method=method,
                  code="INVALID_ARGUMENT") == 1
@@ -180,6 +188,8 @@ def test_calls_the_token_check_refuses_are_counted(servers):
         assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
     client = servers.client(server.address, "echo", token=actor, transport="unary")
     client.action(echo_time_step(np.zeros(3, np.float32)), state())
+    wait_until(lambda: value(scrape(server), "tfa_policy_rejected_requests_total", method="ActionStream",
+                             code="UNAUTHENTICATED") >= 1, "the refused stream counted")
     samples = scrape(server)
     assert value(samples, "tfa_policy_rejected_requests_total", method="Action", code="UNAUTHENTICATED") == 1
     assert value(samples, "tfa_policy_rejected_requests_total", method="ActionStream", code="UNAUTHENTICATED") >= 1

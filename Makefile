@@ -28,11 +28,15 @@ proto: $(STAMP)
 check-proto: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
-test: $(STAMP) check-proto buf-check node-client
+# SHM_EQUIVALENCE: the equivalence suites again, with every client forced onto the shared-memory data plane.
+SHM_EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
+	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py tests/compat
+test: $(STAMP) check-proto buf-check node-client triton-client
 	$(PY) -m pytest $(PYTEST_ARGS)
+	TFA_POLICY_DATA_PLANE=shm $(PY) -m pytest -q $(SHM_EQUIVALENCE)
 
 # Everything, slow tests included.
-test-all: $(STAMP) check-proto buf-check node-client
+test-all: $(STAMP) check-proto buf-check node-client triton-client
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
 # Clients in other languages, from protos/ alone (examples/clients/*/README.md).
@@ -40,7 +44,20 @@ test-all: $(STAMP) check-proto buf-check node-client
 #   make cpp-client   generates the C++ code from protos/ and builds the C++ client (make test-all
 #                     builds and runs it where its toolchain is installed)
 #   make buf-check    buf lint, and buf breaking against the published v1 baseline
-.PHONY: node-client cpp-client buf-check
+.PHONY: node-client cpp-client buf-check triton-client
+# The Open Inference Protocol tests (tests/oip) drive the server with tritonclient from PyPI, in its
+# own venv: its grpcio/protobuf pins (>= 1.81 / 6) clash with TF 2.15's stack.
+TRITON_VENV := .venv-triton
+TRITON_REQ := tests/oip/requirements-triton.txt
+
+triton-client: $(TRITON_VENV)/.installed
+
+$(TRITON_VENV)/.installed: $(TRITON_REQ)
+	rm -rf $(TRITON_VENV)
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r $(TRITON_REQ)
+	$(TRITON_VENV)/bin/python -c "import tritonclient.grpc"
+	touch $@
 NODE_CLIENT := examples/clients/node
 CPP_CLIENT := examples/clients/cpp
 BUF := $(VENV)/bin/buf
@@ -75,7 +92,7 @@ demo: $(STAMP)
 	$(PY) -m examples.demo
 
 clean:
-	rm -rf $(VENV) .venv-torchrl build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-torchrl $(TRITON_VENV) build *.egg-info .pytest_cache .hypothesis
 	rm -rf examples/clients/node/node_modules examples/clients/cpp/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 

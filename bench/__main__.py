@@ -61,7 +61,7 @@ def plan(quick: bool, workload: str, kind: str) -> tuple[int, ...]:
     """Actor counts measured for (workload, kind): all of ACTORS, or only the target points with --quick."""
     if not quick:
         return ACTORS
-    if workload == "cartpole" and kind in ("local", "remote"):
+    if workload == "cartpole" and kind in ("local", "remote", "remote_shm"):
         return (1, 16)
     if workload == "atari" and kind == "client":
         return ()
@@ -172,6 +172,8 @@ class Bench:
             out = r["workloads"][w]
             out["rows"]["remote"] = self.point(remote, "remote", w, servers[w].address, plan(quick, w, "remote"),
                                                servers[w])
+            out["rows"]["remote_shm"] = self.point(remote, "remote_shm", w, servers[w].address,
+                                                   plan(quick, w, "remote_shm"), servers[w])
             if w == "cartpole":
                 out["vectorized_64_rows"] = self.point(remote, "remote", w, servers[w].address, (1,), servers[w],
                                                        rows=64)[0]
@@ -193,6 +195,8 @@ class Bench:
             out = r["workloads"][w]
             out["rows"]["client"] = self.point(light["client"], "client", w, servers[w].address,
                                                plan(quick, w, "client"), servers[w])
+            out["rows"]["client_shm"] = self.point(light["client"], "client_shm", w, servers[w].address,
+                                                   plan(quick, w, "client_shm"), servers[w])
             out["rows"]["echo"] = self.point(light["echo"], "echo", w, echos[w].address, plan(quick, w, "echo"),
                                              echos[w])
             if w in unix_servers:

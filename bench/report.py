@@ -9,7 +9,8 @@ from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LABELS = {"local": "local PyTFEagerPolicy per actor", "remote": "RemotePolicy", "client": "PolicyClient (no TF)",
-          "echo": "raw gRPC echo (ceiling)", "torchrl": "TorchRL peer"}
+          "echo": "raw gRPC echo (ceiling)", "torchrl": "TorchRL peer",
+          "remote_shm": "RemotePolicy, shared memory", "client_shm": "PolicyClient (no TF), shared memory"}
 COLUMNS = (("actions/s", "actions_per_s", 0), ("p50 ms", "p50_ms", 2), ("p99 ms", "p99_ms", 2),
            ("mean batch", "mean_batch_size", 1), ("server CPU µs/action", "server_cpu_us_per_action", 0),
            ("client CPU µs/action", "client_cpu_us_per_action", 0), ("actor RSS MB", "actor_rss_mb", 0),
@@ -66,6 +67,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
          _ratio(_get(cp["remote"], "actor_rss_mb"), floor), "<=", 1.1),
         ("PolicyClient actors import TensorFlow (1 = yes)",
          None if cp["client"] is None else float(cp["client"]["tensorflow_imported"]), "<=", 0.0)]
+    rows += shm_targets(r, cp, at, one_local)
     vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")
     atari_codec = r["codec"]["atari_84x84x4_uint8"]
     rows += [
@@ -79,6 +81,25 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         met = None if value is None or bound is None else (value <= bound if op == "<=" else value >= bound)
         out.append({"target": name, "value": value, "op": op, "bound": bound, "met": met})
     return out
+
+
+def shm_targets(r: dict[str, Any], cp: dict[str, Any], at: dict[str, Any],
+                one_local: dict[str, Any] | None) -> list[tuple[str, float | None, str, float | None]]:
+    """The targets of issue 21 (the same-host shared-memory data plane)."""
+    shm_cp, shm_at = point(r, "cartpole", "remote_shm", 16), point(r, "atari", "remote_shm", 16)
+    one_shm = point(r, "cartpole", "remote_shm", 1)
+    light = point(r, "cartpole", "client_shm", 16) or shm_cp
+    return [
+        ("shm: CartPole, 16 actors: RemotePolicy actions/s / 16 local-policy actors",
+         _ratio(_get(shm_cp, "actions_per_s"), _get(cp["local"], "actions_per_s")), ">=", 3.0),
+        ("shm: CartPole, 16 actors: RemotePolicy actions/s / raw gRPC echo calls/s",
+         _ratio(_get(shm_cp, "actions_per_s"), _get(cp["echo"], "actions_per_s")), ">=", 1.0),
+        ("shm: Atari, 16 actors: RemotePolicy actions/s / 16 local-policy actors",
+         _ratio(_get(shm_at, "actions_per_s"), _get(at["local"], "actions_per_s")), ">=", 2.0),
+        ("shm: CartPole, one actor: RemotePolicy p50 / local PyTFEagerPolicy p50",
+         _ratio(_get(one_shm, "p50_ms"), _get(one_local, "p50_ms")), "<=", 1.0),
+        ("shm: CartPole, 16 actors: PolicyClient client CPU / echo client CPU (per action)",
+         _ratio(_get(light, "client_cpu_us_per_action"), _get(cp["echo"], "client_cpu_us_per_action")), "<=", 0.5)]
 
 
 def torchrl_ratios(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -117,7 +138,7 @@ def workload_table(r: dict[str, Any], workload: str) -> list[str]:
              f"observation per call; response {w.get('response_bytes', 0)} bytes.", "",
              "| row | actors | " + " | ".join(c for c, _, _ in COLUMNS) + " |",
              "|---|---:|" + "---:|" * len(COLUMNS)]
-    for kind in ("local", "remote", "client", "echo", "torchrl"):
+    for kind in ("local", "remote", "client", "echo", "remote_shm", "client_shm", "torchrl"):
         for p in w["rows"].get(kind, []):
             lines.append(_row(LABELS[kind] + (", TCP" if kind in ("remote", "client", "echo") else ""), p))
     unix = w.get("unix", {})
@@ -142,6 +163,7 @@ def markdown(r: dict[str, Any]) -> str:
         lines += workload_table(r, workload) + [""]
     lines.append(f"RSS floor: a process that only imports tensorflow + tf_agents peaks at "
                  f"{_fmt(r.get('rss_floor_mb'), 0)} MB.")
+    rows += shm_targets(r, cp, at, one_local)
     vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")
     if vec:
         lines += ["", f"Vectorized RemotePolicy actor, 64 rows per call (CartPole): {_fmt(vec['actions_per_s'], 0)} "

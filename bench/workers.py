@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import queue
 import sys
@@ -16,7 +17,7 @@ import numpy as np
 from bench import workloads
 
 ECHO_SERVICE = "bench.Echo"
-KINDS = ("local", "remote", "client", "echo")
+KINDS = ("local", "remote", "client", "echo", "remote_shm", "client_shm")
 TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat and /proc/stat count in these
 
 
@@ -57,22 +58,24 @@ def _local_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Ca
     return (lambda: policy.action(ts.TimeStep(**workloads.step_fields(observations(rows), rows)))), (lambda: None)
 
 
-def _remote_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
+def _remote_caller(workload: str, address: str, rows: int, seed: int,
+                   data_plane: str = "grpc") -> tuple[Callable, Callable]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tf_agents.trajectories import time_step as ts  # pylint: disable=import-outside-toplevel
 
     from policy_client import RemotePolicy  # pylint: disable=import-outside-toplevel
 
-    policy = RemotePolicy(address, workload)
+    policy = RemotePolicy(address, workload, data_plane=data_plane)
     observations = workloads.Observations(workload, seed)
     return (lambda: policy.action(ts.TimeStep(**workloads.step_fields(observations(rows), rows)))), policy.close
 
 
-def _client_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
+def _client_caller(workload: str, address: str, rows: int, seed: int,
+                   data_plane: str = "grpc") -> tuple[Callable, Callable]:
     from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
     from policy_client.wire.standins import TimeStep  # pylint: disable=import-outside-toplevel
 
-    client = PolicyClient(address, workload)
+    client = PolicyClient(address, workload, data_plane=data_plane)
     observations = workloads.Observations(workload, seed)
     return (lambda: client.action(TimeStep(**workloads.step_fields(observations(rows), rows)),
                                   batch_size=rows)), client.close
@@ -102,7 +105,11 @@ def _echo_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Cal
     return call, close
 
 
-CALLERS = {"local": _local_caller, "remote": _remote_caller, "client": _client_caller, "echo": _echo_caller}
+# "remote" and "client" keep to gRPC (issue 19's rows); the *_shm kinds take the same-host shared-memory
+# data plane (issue 21's), which the same constructors negotiate by default.
+CALLERS = {"local": _local_caller, "remote": _remote_caller, "client": _client_caller, "echo": _echo_caller,
+           "remote_shm": functools.partial(_remote_caller, data_plane="shm"),
+           "client_shm": functools.partial(_client_caller, data_plane="shm")}
 
 
 # ------------------------------------------------------------------ actor process

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import itertools
+import os
 import threading
 import time
 from typing import Any, Sequence
@@ -12,14 +13,20 @@ from typing import Any, Sequence
 import grpc
 import numpy as np
 
-from policy_client import security, wire
-from policy_client.channel import DEFAULT_TIMEOUT, make_channel
-from policy_client.stream import ActionStream
+from policy_client import security, shm, wire
+from policy_client.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, make_channel, several_addresses
+from policy_client.sender import ActionSender
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.standins import PolicySpecs
 from policy_client.wire.step_plan import AnswerPlan, RequestPlan
+
+
+# The default data_plane of every client (see PolicyClient).
+DATA_PLANE_ENV = "TFA_POLICY_DATA_PLANE"
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_ABORTED = grpc.StatusCode.ABORTED.value[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,14 @@ class PolicyClient:
       token, token_file: the bearer token sent with every call (default:
         $TFA_POLICY_TOKEN, or the file $TFA_POLICY_TOKEN_FILE names; token=""
         sends none). Only over TLS or to a local address (see security).
+      data_plane: how conforming action requests travel once the specs are
+        known: "auto" (default, or $TFA_POLICY_DATA_PLANE): through a
+        shared-memory slot when the server is on this host and offers one
+        (see policy_client.shm), else over gRPC (always over gRPC for a
+        target of several replicas, which gRPC balances); "shm": the same, and a
+        server that offers no usable slot is an error; "grpc": never shared
+        memory. Everything else (specs, state, weights, requests that do not
+        fit the specs or the slot) always takes gRPC.
 
     Raises:
       ValueError: a bad transport, URI or token (see security.endpoint).
@@ -80,7 +95,8 @@ class PolicyClient:
     def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
                  options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
-                 use_plans: bool = True, token: str | None = None, token_file: str | None = None):
+                 use_plans: bool = True, token: str | None = None, token_file: str | None = None,
+                 data_plane: str | None = None):
         if transport not in ("stream", "unary"):
             raise ValueError(f"transport must be 'stream' or 'unary', got {transport!r}")
         where = security.endpoint(address, policy, credentials=credentials, token=token, token_file=token_file)
@@ -92,12 +108,17 @@ class PolicyClient:
                                      options=(*where.options, *options), load_balancing=load_balancing)
         self._stub = service_grpc.PolicyServiceStub(self._channel)
         self._ids = itertools.count(1)
-        self._stream: ActionStream | None = None
-        self._stream_lock = threading.Lock()
+        self._lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.use_plans = use_plans
         self._plans: tuple[RequestPlan, AnswerPlan] | None = None
         self._plans_tried = False
+        merged = dict((("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES), *where.options, *options))
+        self._sender = ActionSender(self._stub, self.address, int(merged["grpc.max_send_message_length"]))
+        plane = data_plane or os.environ.get(DATA_PLANE_ENV) or "auto"
+        if plane == "auto" and (load_balancing or several_addresses(where.target)):
+            plane = "grpc"  # balanced over replicas: a slot would tie every request to one of them
+        self._shm = shm.SharedMemoryPath(self._channel, self.policy, plane, timeout)
 
     def set_plans(self, specs: PolicySpecs) -> tuple[RequestPlan, AnswerPlan]:
         """Compiles the plans of `specs` (the served policy's) for the fast path."""
@@ -204,8 +225,57 @@ class PolicyClient:
           RemoteError: a subclass per gRPC status (InvalidArgumentError is a
             ValueError; DeadlineExceededError a TimeoutError).
         """
+        plans = self.plans()
+        if plans is not None:
+            outer = (batch_size,) if batch_size else ()
+            leaves = plans[0].leaves(time_step, policy_state, outer)
+            if leaves is not None:
+                return self.send_leaves(plans[0], leaves, batch_size=batch_size, seed=seed, answer=plans[1])
         request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
         return self.send(request, plan, outer)
+
+    @property
+    def data_plane(self) -> str:
+        """Where conforming action requests go now: "shm" (a shared-memory slot) or "grpc"."""
+        return "shm" if self._shm.active else "grpc"
+
+    def send_leaves(self, plan: RequestPlan, leaves: Sequence[np.ndarray], *, batch_size: int = 0,
+                    seed: int | None = None, answer: AnswerPlan | None = None) -> ActionResult:
+        """Sends the leaves of a conforming (time_step, state) (see RequestPlan.leaves) and decodes the answer:
+        through the shared-memory slot when there is one (see `data_plane`), else as an ActionRequest."""
+        if answer is not None:
+            result = self._through_slot(leaves, batch_size, seed, answer)
+            if result is not None:
+                return result
+        outer = (batch_size,) if batch_size else ()
+        return self.send(self.encode_leaves(plan, leaves, batch_size=batch_size, seed=seed), answer, outer)
+
+    def _through_slot(self, leaves: Sequence[np.ndarray], rows: int, seed: int | None,
+                      answer: AnswerPlan) -> ActionResult | None:
+        """The answer through the shared-memory slot; None: send it over gRPC (no slot, not accepted, ...)."""
+        if seed is not None and self.input_mode == service_pb.INPUT_MODE_AS_LOCAL:
+            return None  # the local policy's own answer to a seed may be its exception: the server's AS_LOCAL path
+        slot = self._shm.slot(rows)
+        if slot is None:
+            return None
+        try:
+            code, version, out = slot.call(leaves, rows, seed, time.monotonic() + self.timeout)
+        except shm.SlotBusy:
+            return None
+        except shm.SlotBroken:  # the server stopped or restarted: gRPC sends it again, and waits for it
+            self._shm.lost(slot)
+            return None
+        except TimeoutError:
+            raise errors.DeadlineExceededError(
+                f"no answer within {self.timeout:.1f}s from {self.address} (shared memory)") from None
+        if code == 0:
+            return ActionResult(answer.unflatten(out), version) if version >= self.min_version else None
+        if code == _UNAVAILABLE:  # not accepted (the server is stopping): over gRPC, within the deadline
+            return None
+        if code == _ABORTED:  # the policy's answers do not fit a slot: gRPC from now on
+            self._shm.disable()
+            return None
+        raise status.from_status(out)
 
     def _prepare(self, time_step: Any, policy_state: Any, batch_size: int,
                  seed: int | None) -> tuple[service_pb.ActionRequest, AnswerPlan | None, tuple[int, ...]]:
@@ -228,7 +298,7 @@ class PolicyClient:
                outer: tuple[int, ...] = ()) -> concurrent.futures.Future:
         """`send` on a worker thread: returns a future of the ActionResult at once."""
         if self._executor is None:
-            with self._stream_lock:
+            with self._lock:
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(8, thread_name_prefix="policy-client")
         return self._executor.submit(self.send, request, plan, outer)
@@ -245,44 +315,24 @@ class PolicyClient:
 
     def send(self, request: service_pb.ActionRequest, plan: AnswerPlan | None = None,
              outer: tuple[int, ...] = ()) -> ActionResult:
-        """Sends a prepared request and decodes the answer (retrying UNAVAILABLE until the deadline).
+        """Sends a prepared request and decodes the answer.
+
+        What the server did not accept (UNAVAILABLE, or a unary call a
+        stopping server cancelled) is sent again until the deadline; a request
+        over a message size limit fails alone, also on the shared stream (see
+        ActionSender).
 
         With `plan`, an answer whose leaves all have their specs' dtypes and
         shapes (outer + spec shape) is decoded leaf by leaf.
         """
-        if self.transport == "unary":
-            result = _decode(self._unary(self._stub.Action, request), plan, outer)
-            self._learn_plans()
-            return result
-        deadline = time.monotonic() + self.timeout
-        unavailable: errors.UnavailableError | None = None
-        while True:
-            try:
-                response = self._get_stream().call(request, deadline)
-                if not response.HasField("error"):
-                    result = _decode(response, plan, outer)
-                    self._learn_plans()
-                    return result
-                raise status.from_status(response.error)
-            except errors.DeadlineExceededError:
-                if unavailable is not None:  # unavailable all along: say why, not just "too late"
-                    raise unavailable from None
-                raise errors.DeadlineExceededError(
-                    f"no answer within {self.timeout:.1f}s from {self.address}") from None
-            except errors.UnavailableError as e:
-                # Not accepted (the stream broke, the policy is still loading, the
-                # server is stopping): safe to send again until the deadline.
-                if time.monotonic() >= deadline:
-                    raise
-                unavailable = e
-                time.sleep(0.05)
+        result = _decode(self._sender.send(request, self.transport, self.timeout), plan, outer)
+        self._learn_plans()
+        return result
 
     def close(self) -> None:
         """Closes the stream and the channel."""
-        with self._stream_lock:
-            if self._stream is not None:
-                self._stream.close()
-                self._stream = None
+        self._sender.close()
+        self._shm.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         self._channel.close()
@@ -294,12 +344,6 @@ class PolicyClient:
         self.close()
 
     # -------------------------------------------------------------- internals
-
-    def _get_stream(self) -> ActionStream:
-        with self._stream_lock:
-            if self._stream is None or not self._stream.alive:
-                self._stream = ActionStream(self._stub)
-            return self._stream
 
     def _unary(self, method: Any, request: Any) -> Any:
         try:

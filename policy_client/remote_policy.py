@@ -52,6 +52,9 @@ class RemotePolicy(py_policy.PyPolicy):
         so that versions never go backwards across replicas: a replica that is
         behind waits to catch up, then answers FailedPreconditionError.
       max_version_lag: how far behind the newest version seen an answer may be.
+      data_plane: "auto" (default): time steps that fit the specs go through a
+        shared-memory slot when the server runs on this host, else over gRPC;
+        "shm" or "grpc" force one (see PolicyClient).
 
     Raises:
       RemoteError: the server cannot be reached or has no such policy
@@ -62,10 +65,10 @@ class RemotePolicy(py_policy.PyPolicy):
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
                  options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
                  token: str | None = None, token_file: str | None = None, monotonic_versions: bool = True,
-                 max_version_lag: int = 0):
+                 max_version_lag: int = 0, data_plane: str | None = None):
         self._client = PolicyClient(address, policy, timeout=timeout, transport=transport,
                                     credentials=credentials, options=options, load_balancing=load_balancing,
-                                    token=token, token_file=token_file)
+                                    token=token, token_file=token_file, data_plane=data_plane)
         self._client.input_mode = service_pb.INPUT_MODE_AS_LOCAL
         try:
             specs, version = self._client.get_specs()
@@ -171,10 +174,11 @@ class RemotePolicy(py_policy.PyPolicy):
     # ----------------------------------------------------- PyPolicy hooks
 
     def _action(self, time_step: ts.TimeStep, policy_state: Any, seed: int | None = None) -> policy_step.PolicyStep:
-        fast = self._conforming_request(time_step, policy_state, seed)
+        fast = self._conforming_leaves(time_step, policy_state)
         if fast is not None:
-            request, outer = fast
-            return self._unwrap(self._client.send(request, self._answer_plan, outer), False)
+            leaves, outer = fast
+            return self._unwrap(self._client.send_leaves(self._request_plan, leaves, batch_size=outer[0] if outer
+                                                         else 0, seed=seed, answer=self._answer_plan), False)
         prepared = self._prepare(time_step, policy_state)
         if prepared is None:  # as the local policy would take it: the server hands it over as it is
             request = self._client.encode_as_local(time_step, policy_state, seed=seed, leaf=_numpy)
@@ -188,8 +192,8 @@ class RemotePolicy(py_policy.PyPolicy):
 
     # ----------------------------------------------------- helpers
 
-    def _conforming_request(self, time_step: Any, policy_state: Any, seed: int | None) -> Any:
-        """(request, outer shape) when the inputs fit the specs exactly, else None (see _prepare)."""
+    def _conforming_leaves(self, time_step: Any, policy_state: Any) -> Any:
+        """(leaves, outer shape) when the inputs fit the specs exactly, else None (see _prepare)."""
         step_type = getattr(time_step, "step_type", None)
         if type(step_type) is not np.ndarray or step_type.ndim > 1:
             return None
@@ -200,11 +204,7 @@ class RemotePolicy(py_policy.PyPolicy):
         if not outer and self._request_plan.stateful and self._batches_single_steps:
             return None  # PyTFEagerPolicy batches the time step only: see _prepare
         leaves = self._request_plan.leaves(time_step, policy_state, outer)
-        if leaves is None:
-            return None
-        request = self._client.encode_leaves(self._request_plan, leaves, batch_size=outer[0] if outer else 0,
-                                             seed=seed)
-        return request, outer
+        return None if leaves is None else (leaves, outer)
 
     def _prepare(self, time_step: Any, policy_state: Any) -> tuple[Any, Any, int, bool] | None:
         """The inputs as a conforming batch, or None when they do not match the specs.

@@ -45,6 +45,7 @@ class ActionStream:
           DeadlineExceededError: no answer by `deadline` (time.monotonic()).
           UnavailableError (or another RemoteError): the stream failed; the
             request may be sent again on a new stream.
+          StreamLimitError: a message over a size limit ended the stream.
         """
         key = request.request_id
         with self._cond:
@@ -92,10 +93,14 @@ class ActionStream:
                 # stopped before its last status went out) answered nothing more:
                 # the requests it owes are not accepted, and safe to send again.
                 failure = errors.UnavailableError(f"the action stream broke ({e.code().name}: {e.details()})")
+            elif isinstance(e, grpc.RpcError) and e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                failure = StreamLimitError(f"the action stream ended on a message over a size limit "
+                                           f"({e.details()})")
             with self._cond:
                 self._failure = failure
                 self._reading = False
                 self._cond.notify_all()
+            self._requests.put(None)  # ends the request iterator: gRPC's consumer thread returns
             raise (deadline_error() if expired else failure) from e
 
     def _watch(self) -> None:
@@ -114,6 +119,15 @@ class ActionStream:
             self._cond.notify_all()
         self._requests.put(None)
         self._call.cancel()
+
+
+class StreamLimitError(errors.ResourceExhaustedError):
+    """The stream ended RESOURCE_EXHAUSTED: some message of it (which one is unknown) was over a size limit.
+
+    Per-request errors (a full queue too) travel in ActionResponse.error; this
+    ends the stream for every caller waiting on it, and none of their requests
+    was answered: each may be sent again alone.
+    """
 
 
 # Stream-level codes of a broken transport: per-request errors travel in

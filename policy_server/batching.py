@@ -37,6 +37,8 @@ class Request:
       local: for a request served as the local policy would be (see
         INPUT_MODE_AS_LOCAL), its (time_step, policy_state) as sent; such a
         request runs alone through the backend's `local_action`.
+      raw: answer with the PolicyStep's leaves (a list, dm-tree order), not
+        the scheduler's encoding (the shared-memory plane writes them in place).
     """
 
     leaves: list[np.ndarray]
@@ -48,6 +50,7 @@ class Request:
     split: "Split | None" = None
     piece: int = 0
     local: tuple[Any, Any] | None = None
+    raw: bool = False
 
     @classmethod
     def from_nests(cls, time_step: Any, policy_state: Any, rows: int, seed: int | None = None) -> "Request":
@@ -178,7 +181,7 @@ def split_request(request: Request, max_rows: int) -> list[Request]:
     for index, start in enumerate(starts):
         stop = min(start + max_rows, request.rows)
         pieces.append(Request([x[start:stop] for x in request.leaves], stop - start, request.unflatten,
-                              arrival=request.arrival, split=whole, piece=index))
+                              arrival=request.arrival, split=whole, piece=index, raw=request.raw))
     return pieces
 
 

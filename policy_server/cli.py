@@ -22,7 +22,7 @@ import signal
 import sys
 from typing import Any, Callable, Sequence
 
-from policy_server import config_file, logs, security
+from policy_server import config_file, logs, security, sessions
 from policy_server.config import BatchingConfig, ServerConfig
 
 logger = logging.getLogger("policy_server")
@@ -103,6 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reverb-table", default=None, help="variable container table (default: variables)")
     parser.add_argument("--follow-interval", type=float, default=2.0,
                         help="seconds between polls of followed sources (default: %(default)s)")
+    parser.add_argument("--max-sessions", type=int, default=sessions.DEFAULT_MAX_SESSIONS,
+                        help="server-held recurrent sessions (OIP sequence_id) per policy; one more is refused "
+                             "with RESOURCE_EXHAUSTED (default: %(default)s)")
+    parser.add_argument("--session-idle-timeout", type=float, default=sessions.DEFAULT_IDLE_TIMEOUT, metavar="S",
+                        help="seconds without a step after which a session is freed (default: %(default)s)")
+    parser.add_argument("--shared-memory", action=argparse.BooleanOptionalAction, default=True,
+                        help="offer actors on this host a shared-memory data plane (negotiated by the clients; "
+                             "default: on)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (0 picks a free "
                              "port); default: no metrics")
@@ -283,7 +291,8 @@ def server_config(args: argparse.Namespace, secured: tuple[Any, security.TokenAu
                             follow_checkpoints=checkpoints, follow_reverb=reverb,
                             follow_interval=args.follow_interval, reverb_table=args.reverb_table,
                             credentials=credentials, auth=auth, metrics_port=args.metrics_port,
-                            metrics_host=args.metrics_host)
+                            metrics_host=args.metrics_host, max_sessions=args.max_sessions,
+                            session_idle_timeout=args.session_idle_timeout, shared_memory=args.shared_memory)
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
 

@@ -8,6 +8,7 @@ from typing import Mapping
 import grpc
 
 from policy_server.security import TokenAuth
+from policy_server.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -107,6 +108,12 @@ class ServerConfig:
       metrics_host: the address the metrics endpoint binds.
       load_report_interval: seconds between "still loading" log lines of a
         policy that takes long to load (0: none).
+      shared_memory: offer same-host actors a shared-memory data plane
+        (SharedMemoryService; see policy_server.shm) where the host has one.
+      max_sessions: server-held recurrent sessions (OIP `sequence_id`) each
+        policy keeps open at once; one more is refused with RESOURCE_EXHAUSTED.
+      session_idle_timeout: seconds without a step after which a session is
+        freed.
     """
 
     address: str = "127.0.0.1:0"
@@ -123,6 +130,9 @@ class ServerConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     load_report_interval: float = 10.0
+    shared_memory: bool = True
+    max_sessions: int = DEFAULT_MAX_SESSIONS
+    session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1:
@@ -133,6 +143,10 @@ class ServerConfig:
             raise ValueError(f"metrics_port must be in [0, 65535], got {self.metrics_port}")
         if self.load_report_interval < 0:
             raise ValueError(f"load_report_interval must be >= 0, got {self.load_report_interval}")
+        if self.max_sessions < 1:
+            raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
+        if self.session_idle_timeout <= 0:
+            raise ValueError(f"session_idle_timeout must be > 0, got {self.session_idle_timeout}")
         object.__setattr__(self, "follow_checkpoints", dict(self.follow_checkpoints))
         object.__setattr__(self, "follow_reverb", dict(self.follow_reverb))
         object.__setattr__(self, "policy_batching", dict(self.policy_batching))

@@ -15,6 +15,7 @@ import numpy as np
 import tree
 
 from policy_client.wire import errors
+from policy_client.wire.status import truncate
 from policy_server.weights import WeightSwapper, WeightUpdate
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,8 @@ logger = logging.getLogger(__name__)
 # tf_agents.train.Learner + PolicySavedModelTrigger write
 # <root>/policies/checkpoints/policy_checkpoint_NNNNNNNNNN/variables/variables.*
 _CHECKPOINT = re.compile(r"policy_checkpoint_(\d+)$")
+# Client-supplied paths are echoed in errors cut to this length.
+_PATH_CHARS = 200
 
 
 def latest_checkpoint(checkpoint_dir: str) -> tuple[int, str] | None:
@@ -55,10 +58,45 @@ def checkpoint_train_step(path: str) -> int | None:
 
 
 def is_checkpoint(path: str) -> bool:
-    """Whether `path` is a complete PolicySaver checkpoint (its variables index exists; it is written last)."""
+    """Whether `path` is a complete PolicySaver checkpoint (its variables index exists; it is written last).
+
+    Raises:
+      InvalidArgumentError: a path TensorFlow cannot take: a filesystem
+        (s3://, hdfs://...) this server's TensorFlow does not support, or a
+        malformed path (field `path`).
+      FailedPreconditionError: the server may not read it, or reading failed.
+      UnavailableError: its filesystem did not answer (worth retrying).
+    """
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
 
-    return tf.io.gfile.exists(os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, "variables.index"))
+    try:
+        return tf.io.gfile.exists(os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, "variables.index"))
+    except tf.errors.OpError as e:
+        error = path_error(path, e)
+    raise error  # outside the except block: TensorFlow's error is not kept as __context__
+
+
+def path_error(path: str, error: Exception) -> errors.RemoteError:
+    """The RemoteError (naming field `path`) for TensorFlow's error probing a checkpoint path."""
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    shown, why = truncate(repr(path), _PATH_CHARS), truncate(getattr(error, "message", "") or str(error), 300)
+    if isinstance(error, tf.errors.UnimplementedError):
+        scheme = truncate(path.split("://", 1)[0], 40) if "://" in path else ""
+        what = f"the {scheme}:// filesystem" if scheme else "its filesystem"
+        message = f"path: {shown}: {what} is not supported by this server's TensorFlow ({why})"
+        return errors.InvalidArgumentError(message, fields=(("path", message),))
+    if isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.NotFoundError, tf.errors.OutOfRangeError)):
+        message = f"path: {shown} is not a path TensorFlow can read ({why})"
+        return errors.InvalidArgumentError(message, fields=(("path", message),))
+    if isinstance(error, (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)):
+        message = f"path: the filesystem of {shown} did not answer ({why}); try again"
+        return errors.UnavailableError(message, fields=(("path", message),))
+    if isinstance(error, (tf.errors.PermissionDeniedError, tf.errors.UnauthenticatedError)):
+        message = f"path: the server may not read {shown} ({why})"
+    else:
+        message = f"path: the server cannot read {shown} ({type(error).__name__}: {why})"
+    return errors.FailedPreconditionError(message, fields=(("path", message),))
 
 
 class Follower:

@@ -14,8 +14,9 @@ from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.step_plan import AnswerPlan
 from policy_server import follow, rpc
 from policy_server.assembler import PushAssembler
+from policy_server.config import DEFAULT_MAX_MESSAGE_BYTES
 from policy_server.registry import HostedPolicy, Registry
-from policy_server.validation import prepare_request
+from policy_server.validation import check_initial_state_rows, prepare_request
 from policy_server.weights import WeightUpdate
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,20 @@ class ResponseEncoder:
 
 
 class PolicyServicer(service_grpc.PolicyServiceServicer):
-    """Answers PolicyService RPCs from a Registry."""
+    """Answers PolicyService RPCs from a Registry.
 
-    def __init__(self, registry: Registry, max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM):
+    Args:
+      registry: the hosted policies.
+      max_inflight_per_stream: see ActionStream.
+      max_message_bytes: the server's message size limit (ServerConfig's):
+        GetInitialState builds no state that could not be sent.
+    """
+
+    def __init__(self, registry: Registry, max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.registry = registry
         self.max_inflight_per_stream = max_inflight_per_stream
+        self.max_message_bytes = max_message_bytes
         # The answer queue of every open ActionStream (see end_streams).
         self._streams: set[asyncio.Queue] = set()
         self._streams_ended = False
@@ -85,6 +95,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
     @rpc.unary
     async def GetInitialState(self, request, context):  # noqa: N802
         hosted = await self.registry.wait(request.policy, context.time_remaining())
+        check_initial_state_rows(hosted, request.batch_size, self.max_message_bytes)
         batch_size = request.batch_size or None
         initial = hosted.backend.local_initial_state if request.input_mode == service_pb.INPUT_MODE_AS_LOCAL \
             else hosted.backend.initial_state
@@ -296,4 +307,5 @@ def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:
         batches=snap.batches, mean_batch_size=snap.mean_batch_size, errors=snap.errors,
         queue_wait_ms_p50=snap.queue_wait_ms_p50, queue_wait_ms_p99=snap.queue_wait_ms_p99,
         inference_ms_p50=snap.inference_ms_p50, inference_ms_p99=snap.inference_ms_p99,
-        queue_depth=hosted.scheduler.queue_depth)
+        queue_depth=hosted.scheduler.queue_depth, open_sessions=hosted.sessions.open,
+        shared_memory_slots=hosted.shared_memory_slots)

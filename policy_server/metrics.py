@@ -4,12 +4,14 @@ Every server has a `CollectorRegistry` of its own, so several servers in one
 process never clash. What is counted where:
 
 - `MetricsInterceptor` (outermost gRPC interceptor, before the token check):
-  every PolicyService call by policy, method and status code, and its time
-  in the server; on `ActionStream` every message counts (with its own status).
+  every PolicyService call, and every Open Inference Protocol call (by the
+  model it names), by policy, method and status code, and its time in the
+  server; on `ActionStream` and `ModelStreamInfer` every message counts
+  (with its own status).
 - `PolicyMetrics`, the observer of each policy's `PolicyStats`: batch sizes,
   queue waits and inference times, as the scheduler records them.
 - `StateCollector`, read at scrape time: queue depth, served version,
-  loaded or not, weight updates applied.
+  loaded or not, weight updates applied, server-held sessions.
 
 The hot path only increments children looked up once (dictionaries keyed by
 label tuples); label values are bounded: the policy label is a hosted
@@ -50,8 +52,14 @@ FAILED = frozenset({"UNKNOWN", "INTERNAL", "DATA_LOSS"})
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _METHODS = frozenset(m.name for m in service_pb.DESCRIPTOR.services_by_name["PolicyService"].methods)
 # Calls about the whole server when they name no policy: their policy label is "".
-_SERVER_WIDE = frozenset({"ListPolicies", "GetStats"})
+_SERVER_WIDE = frozenset({"ListPolicies", "GetStats", "ServerLive", "ServerReady", "ServerMetadata"})
 _PREFIX = f"/{SERVICE_NAME}/"
+# The Open Inference Protocol's service (policy_server.oip): its calls count like the native ones,
+# labelled with the model (= policy) they name and their method's name.
+_OIP_PREFIX = "/inference.GRPCInferenceService/"
+_OIP_METHODS = frozenset({"ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
+                          "ModelInfer", "ModelStreamInfer"})
+_CODE_OF_NAME = {code.name: code.value[0] for code in grpc.StatusCode}
 
 
 class _Entry:
@@ -217,11 +225,24 @@ class StateCollector:
             counts = h.weights.applied_by_kind
             for source in (*WEIGHT_SOURCES, *sorted(set(counts) - set(WEIGHT_SOURCES))):
                 updates.add_metric([h.name, source], counts.get(source, 0))
-        return [loaded, depth, version, updates]
+        sessions = GaugeMetricFamily("tfa_policy_open_sessions", "Server-held recurrent sessions open now "
+                                     "(OIP sequence_id)", labels=["policy"])
+        session_events = CounterMetricFamily("tfa_policy_sessions", "Server-held sessions started, ended, expired "
+                                             "(idle) and refused (too many open)", labels=["policy", "event"])
+        for h in hosted:
+            counts = h.sessions.counts()
+            sessions.add_metric([h.name], counts.pop("open"))
+            for event, count in counts.items():
+                session_events.add_metric([h.name, event], count)
+        slots = GaugeMetricFamily("tfa_policy_shared_memory_slots", "Same-host actors attached through "
+                                  "shared-memory slots now", labels=["policy"])
+        for h in hosted:
+            slots.add_metric([h.name], h.shared_memory_slots)
+        return [loaded, depth, version, updates, sessions, session_events, slots]
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Counts every PolicyService call (every ActionStream message) by policy, method and status code.
+    """Counts every PolicyService and OIP call (every stream message) by policy, method and status code.
 
     Put it first, so that it also counts the calls later interceptors refuse
     (e.g. the token check's UNAUTHENTICATED). Other services pass untouched.
@@ -238,7 +259,11 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
         if cached is not None and cached[0] is handler:
             return cached[1]
         method = path[len(_PREFIX):] if path.startswith(_PREFIX) else None
-        if handler is None or method not in _METHODS:
+        if method is None and path.startswith(_OIP_PREFIX) and path[len(_OIP_PREFIX):] in _OIP_METHODS:
+            method = path[len(_OIP_PREFIX):]
+        elif method not in _METHODS:
+            method = None
+        if handler is None or method is None:
             return handler
         wrapped = self._wrap(handler, method)
         self._wrapped[path] = (handler, wrapped)
@@ -264,9 +289,9 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             try:
                 response = await behavior(request, context)
             except BaseException as e:
-                record(getattr(request, "policy", None), method, _code(context, e), time.perf_counter() - start)
+                record(_policy_of(request), method, _code(context, e), time.perf_counter() - start)
                 raise
-            record(getattr(request, "policy", None), method, _code(context), time.perf_counter() - start)
+            record(_policy_of(request), method, _code(context), time.perf_counter() - start)
             return response
 
         return handler
@@ -281,7 +306,7 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             async def requests() -> Any:
                 async for request in request_iterator:
                     if not first:
-                        first.append(getattr(request, "policy", None))
+                        first.append(_policy_of(request))
                     yield request
 
             try:
@@ -305,14 +330,14 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
 
             async def requests() -> Any:
                 async for request in request_iterator:
-                    pending.append((getattr(request, "policy", None), time.perf_counter()))
+                    pending.append((_policy_of(request), time.perf_counter()))
                     yield request
 
             try:
                 async for response in behavior(requests(), context):
                     if pending:
                         policy, start = pending.popleft()
-                        record(policy, method, response.error.code, time.perf_counter() - start)
+                        record(policy, method, _answer_code(response), time.perf_counter() - start)
                     yield response
             except GeneratorExit:  # gRPC closed the stream: the call is over, nothing more to count
                 raise
@@ -326,6 +351,24 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
                 raise
 
         return handler
+
+
+def _policy_of(request: Any) -> Any:
+    """The policy a request names: `policy` (native), `model_name` / `name` (OIP)."""
+    for field in ("policy", "model_name", "name"):
+        value = getattr(request, field, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _answer_code(response: Any) -> int:
+    """The status code of one stream answer: ActionResponse.error, or OIP's "CODE: ..." error_message."""
+    error = getattr(response, "error", None)
+    if error is not None:
+        return error.code
+    message = getattr(response, "error_message", "")
+    return _CODE_OF_NAME.get(message.partition(":")[0], _CODE_OF_NAME["UNKNOWN"]) if message else 0
 
 
 def _code(context: grpc.aio.ServicerContext, error: BaseException | None = None) -> int:

@@ -14,6 +14,7 @@ from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 from policy_server.backend import Backend
 from policy_server.config import BatchingConfig
 from policy_server.scheduler import BatchScheduler, StepEncoder
+from policy_server.sessions import SessionTable
 from policy_server.stats import PolicyStats
 from policy_server.weights import WeightSwapper
 
@@ -25,7 +26,7 @@ LOADING_WAIT = 120.0
 
 @dataclasses.dataclass
 class HostedPolicy:
-    """A named policy with its plans, batch scheduler, weight swapper and statistics."""
+    """A named policy with its plans, batch scheduler, weight swapper, statistics and server-held sessions."""
 
     name: str
     backend: Backend
@@ -34,6 +35,8 @@ class HostedPolicy:
     stats: PolicyStats
     request_plan: RequestPlan
     answer_plan: AnswerPlan
+    sessions: SessionTable = dataclasses.field(default_factory=SessionTable)
+    shared_memory_slots: int = 0  # actors attached through the shared-memory plane (see shm)
 
     @classmethod
     def create(cls, name: str, backend: Backend, config: BatchingConfig,
@@ -66,6 +69,7 @@ class Registry:
         self._ready: dict[str, asyncio.Event] = {}
         self._failure: str | None = None
         self._closed = False
+        self._closing = asyncio.Event()
 
     def expect(self, names) -> None:
         """Names the policies that will be added once loaded (on the server's event loop)."""
@@ -87,6 +91,7 @@ class Registry:
     def close(self) -> None:
         """The server is stopping: calls waiting for a policy get UNAVAILABLE."""
         self._closed = True
+        self._closing.set()
         self._wake_all()
 
     def _wake_all(self) -> None:
@@ -117,6 +122,15 @@ class Registry:
         if self._failure is not None:
             raise errors.FailedPreconditionError(f"policy {shown} failed to load: {truncate(self._failure)}")
         raise errors.UnavailableError(f"policy {shown} is still loading")
+
+    async def wait_closed(self) -> None:
+        """Returns once `close` was called (the server is stopping)."""
+        await self._closing.wait()
+
+    @property
+    def ready(self) -> bool:
+        """Whether every policy named serves and the server is not stopping."""
+        return not self._closed and self._failure is None and all(n in self._policies for n in self._expected)
 
     def loading(self, name: str) -> bool:
         """Whether `name` is a policy that is still loading."""

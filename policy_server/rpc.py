@@ -1,4 +1,4 @@
-"""Registers the PolicyService on a gRPC server with tolerant request parsing.
+"""Registers a service (the PolicyService, the OIP service) on a gRPC server with tolerant request parsing.
 
 gRPC deserializes a request before the handler runs; bytes that are not the
 message (or nest deeper than protobuf's limit of 100) would fail as an opaque
@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Sequence
 
 import grpc
 from google.protobuf.message import DecodeError
+from google.protobuf.message_factory import GetMessageClass
 
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
@@ -61,18 +62,28 @@ def unary(method: Any) -> Any:
     return handler
 
 
-def add_to_server(servicer: Any, server: grpc.aio.Server) -> None:
-    """Registers `servicer` like the generated add_PolicyServiceServicer_to_server, with tolerant parsing."""
-    service = service_pb.DESCRIPTOR.services_by_name["PolicyService"]
+def add_to_server(servicer: Any, server: grpc.aio.Server, service: Any = None,
+                  extra_streams: Sequence[tuple[str, Any, Any]] = ()) -> None:
+    """Registers `servicer` like a generated add_...Servicer_to_server, with tolerant parsing.
+
+    Args:
+      servicer: has a handler named after each method.
+      server: where to register it.
+      service: the ServiceDescriptor (default: the PolicyService).
+      extra_streams: (method name, request class, response class) of
+        bidirectional streams the descriptor does not declare (Triton's
+        ModelStreamInfer on the Open Inference Protocol's service).
+    """
+    service = service or service_pb.DESCRIPTOR.services_by_name["PolicyService"]
     factories = {(False, False): grpc.unary_unary_rpc_method_handler,
                  (True, False): grpc.stream_unary_rpc_method_handler,
                  (False, True): grpc.unary_stream_rpc_method_handler,
                  (True, True): grpc.stream_stream_rpc_method_handler}
+    methods = [(m.name, (m.client_streaming, m.server_streaming), GetMessageClass(m.input_type),
+                GetMessageClass(m.output_type)) for m in service.methods]
+    methods += [(name, (True, True), request, response) for name, request, response in extra_streams]
     handlers = {}
-    for method in service.methods:
-        factory = factories[(method.client_streaming, method.server_streaming)]
-        handlers[method.name] = factory(
-            getattr(servicer, method.name),
-            request_deserializer=_tolerant_parser(getattr(service_pb, method.input_type.name)),
-            response_serializer=getattr(service_pb, method.output_type.name).SerializeToString)
+    for name, kind, request, response in methods:
+        handlers[name] = factories[kind](getattr(servicer, name), request_deserializer=_tolerant_parser(request),
+                                         response_serializer=response.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

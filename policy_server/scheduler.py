@@ -303,7 +303,8 @@ class BatchScheduler:
                 return
             version, step = whole.steps[0][1], whole.steps[0][2]
             pieces = [whole.steps[i][0] for i in range(whole.pieces)]
-            merge = lambda: (self._encode(batching.concat(pieces), step), version)  # noqa: E731
+            raw = whole.request.raw
+            merge = lambda: (self._answer(batching.concat(pieces), step, raw), version)  # noqa: E731
             _settle(piece.future, await self._on_worker(merge))
             self.stats.record_requests(1)
         except Exception as e:  # pylint: disable=broad-except
@@ -332,7 +333,7 @@ class BatchScheduler:
     def _direct(self, request: Request, version: int) -> Any:
         time_step, policy_state = request.unflatten(request.leaves)
         step = self.backend.action(time_step, policy_state, request.seed)
-        return self._encode(tree.flatten(step), step), version
+        return self._answer(tree.flatten(step), step, request.raw), version
 
     def _local(self, request: Request, version: int) -> Any:
         step = self.backend.local_action(*request.local, request.seed)
@@ -347,8 +348,13 @@ class BatchScheduler:
         fits = self._encoder.fits(step)
         answers = batching.split(tree.flatten(step), batch)
         # Pieces of a split request stay numpy until the whole request is joined.
-        return [(rows_of, version, step) if r.split is not None else (self._encode(rows_of, step, fits), version)
+        return [(rows_of, version, step) if r.split is not None else
+                (rows_of if r.raw else self._encode(rows_of, step, fits), version)
                 for r, rows_of in zip(batch, answers)]
+
+    def _answer(self, leaves: Sequence[np.ndarray], step: Any, raw: bool) -> Any:
+        """A raw request's leaves as they are (a list), else their encoding."""
+        return list(leaves) if raw else self._encode(leaves, step)
 
     def _encode(self, leaves: Sequence[np.ndarray], step: Any, fits: bool | None = None) -> Any:
         """One request's answer from its leaves; `step` gives the structure."""

@@ -2,7 +2,8 @@
 
 Roles (each may do what the roles before it may):
 
-- `actor`: ListPolicies, GetSpecs, GetInitialState, Action, ActionStream, GetStats;
+- `actor`: ListPolicies, GetSpecs, GetInitialState, Action, ActionStream, GetStats, and every
+  method of the Open Inference Protocol's `inference.GRPCInferenceService`;
 - `learner`: also PushVariables, GetVariables and LoadCheckpoint (what changes or reads weights).
 
 A call to the PolicyService needs metadata `authorization: Bearer <token>`:
@@ -41,6 +42,12 @@ ROLES = (ACTOR, LEARNER)
 METHOD_ROLES = {"ListPolicies": ACTOR, "GetSpecs": ACTOR, "GetInitialState": ACTOR, "Action": ACTOR,
                 "ActionStream": ACTOR, "GetStats": ACTOR, "PushVariables": LEARNER, "GetVariables": LEARNER,
                 "LoadCheckpoint": LEARNER}
+# The methods of the other services of this project that actors may call.
+ACTOR_METHODS = frozenset({"tfa_policy_grpc.v1.SharedMemoryService/OpenSlot"}) | frozenset(
+    # The Open Inference Protocol's service (policy_server.oip): inference and metadata, what actors do.
+    f"inference.GRPCInferenceService/{name}" for name in ("ServerLive", "ServerReady", "ModelReady",
+                                                          "ServerMetadata", "ModelMetadata", "ModelInfer",
+                                                          "ModelStreamInfer"))
 OPEN_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                            "grpc.reflection.v1.ServerReflection"})
 # RFC 6750 b64token: what an `authorization: Bearer` value may hold.
@@ -292,6 +299,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
             need = None
         elif service == SERVICE_NAME:
             need = METHOD_ROLES.get(name, ROLES[-1])
+        elif f"{service}/{name}" in ACTOR_METHODS:
+            self._needs[method] = ACTOR
+            return ACTOR
         else:
             return ROLES[-1]  # not cached: clients choose these names
         if service in OPEN_SERVICES or name in METHOD_ROLES:

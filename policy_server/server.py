@@ -15,13 +15,16 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from policy_client.wire import SERVICE_NAME
-from policy_server import rpc, security
+from policy_client.wire.generated import shared_memory_pb2 as shm_pb
+from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
+from policy_server import oip, rpc, security, sessions, shm
 from policy_server.backend import Backend
 from policy_server.config import ServerConfig
 from policy_server.handlers import PolicyServicer, ResponseEncoder
 from policy_server.registry import HostedPolicy, Registry
 
 logger = logging.getLogger(__name__)
+SHM_SERVICE_NAME = shm_pb.DESCRIPTOR.services_by_name["SharedMemoryService"].full_name
 
 # A backend, or a function that builds one (or a policy, see
 # tf_backends.backend_for); functions run after the port is open, so health
@@ -76,6 +79,7 @@ class PolicyServer:
         self._stats_logged: dict[str, tuple[int, int]] = {}
         self.port = 0
         self.metrics = None  # metrics.ServerMetrics when config.metrics_port is set
+        self.shared_memory: shm.SharedMemoryPlane | None = None  # the same-host data plane, when offered
         if config.metrics_port is not None:
             from policy_server import metrics  # pylint: disable=import-outside-toplevel
 
@@ -97,11 +101,18 @@ class PolicyServer:
         if self.metrics is not None:  # first: it also counts the calls the token check refuses
             interceptors.insert(0, self.metrics.interceptor())
         self._server = grpc.aio.server(options=self._options, interceptors=interceptors)
-        self._servicer = PolicyServicer(self.registry)
+        self._servicer = PolicyServicer(self.registry, max_message_bytes=self.config.max_message_bytes)
         rpc.add_to_server(self._servicer, self._server)
+        services = [SERVICE_NAME, oip.add_to_server(self._server, self.registry)]
+        if self.config.shared_memory and shm.available():
+            self.shared_memory = shm.SharedMemoryPlane(self.registry, on_request=self._count_shm,
+                                                       max_message_bytes=self.config.max_message_bytes)
+            self.shared_memory.start()
+            shm_grpc.add_SharedMemoryServiceServicer_to_server(self.shared_memory, self._server)
+            services.append(SHM_SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self._server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address, tls = self.config.address, self.config.credentials is not None
@@ -184,6 +195,7 @@ class PolicyServer:
                                                                                  "policy": name})
                 raise
             hosted = HostedPolicy.create(name, backend, self.config.batching_for(name), encoder=ResponseEncoder)
+            hosted.sessions = sessions.SessionTable(self.config.max_sessions, self.config.session_idle_timeout)
             if self.metrics is not None:
                 hosted.stats.observer = self.metrics.policy(name)
             hosted.scheduler.start()
@@ -243,6 +255,8 @@ class PolicyServer:
         # that what it sends now is refused.
         for hosted in self.registry:
             hosted.scheduler.stop_accepting()
+        if self.shared_memory is not None:
+            self.shared_memory.stop_accepting()
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         self.registry.close()
         if self._loaded is not None and not self._loaded.done():
@@ -252,6 +266,8 @@ class PolicyServer:
         for task in self._follower_tasks:
             task.cancel()
         await asyncio.gather(*(h.scheduler.close() for h in self.registry))
+        if self.shared_memory is not None:  # every slot's answer is written: free them
+            self.shared_memory.close()
         # Every accepted request is answered: open action streams need not
         # hold the shutdown for the grace period.
         if self._servicer is not None:
@@ -263,11 +279,15 @@ class PolicyServer:
         self._stopped.set()
         logger.info("server stopped", extra={"event": "stopped"})
 
+    def _count_shm(self, policy: str, code: int, seconds: float) -> None:
+        if self.metrics is not None:
+            self.metrics.record(policy, "SharedMemoryAction", code, seconds)
+
     async def wait_for_termination(self) -> None:
         await self._stopped.wait()
 
     async def _set_health(self, status: int) -> None:
-        for service in ("", SERVICE_NAME):
+        for service in ("", SERVICE_NAME, oip.SERVICE_NAME):
             await self.health.set(service, status)
 
     async def _log_stats(self) -> None:

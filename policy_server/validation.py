@@ -1,7 +1,9 @@
-"""Request validation: an ActionRequest decoded and checked against the policy's specs."""
+"""Request validation: an ActionRequest decoded and checked against the policy's specs, and bounds of
+what a GetInitialState request may make the server build."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import tree
@@ -68,6 +70,33 @@ def prepare_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> 
         raise errors.InvalidArgumentError(str(e), fields=status.field_violations(e),
                                           reason=type(e).__name__) from None
     return Request(tree.flatten((time_step, state)), rows, plan.unflatten, seed)
+
+
+def state_row_bytes(state_spec: Any) -> int:
+    """Bytes one row of a state of `state_spec` holds (0 for a stateless policy's ())."""
+    return sum(math.prod(spec.shape) * max(spec.dtype.itemsize, 1) for spec in tree.flatten(state_spec))
+
+
+def check_initial_state_rows(hosted: HostedPolicy, batch_size: int, max_message_bytes: int) -> None:
+    """Refuses a GetInitialState batch_size before the state is built.
+
+    No Action request can carry more rows than its message has bytes, and a
+    state larger than the server's message limit could never be sent.
+
+    Raises:
+      InvalidArgumentError: more rows than a message has bytes (field batch_size).
+      ResourceExhaustedError: a state over max_message_bytes (field batch_size).
+    """
+    if batch_size > max_message_bytes:
+        message = (f"batch_size: {batch_size} rows are more than any request can carry (each row takes at "
+                   f"least one byte of a message of at most {max_message_bytes} bytes)")
+        raise errors.InvalidArgumentError(message, fields=(("batch_size", message),))
+    rows, row_bytes = max(batch_size, 1), state_row_bytes(hosted.backend.specs.policy_state_spec)
+    if rows * row_bytes > max_message_bytes:
+        message = (f"batch_size: the initial state of {rows} rows of {row_bytes} bytes takes {rows * row_bytes} "
+                   f"bytes, more than the server's message limit of {max_message_bytes} bytes; ask for at most "
+                   f"{max_message_bytes // row_bytes} rows at a time")
+        raise errors.ResourceExhaustedError(message, fields=(("batch_size", message),))
 
 
 def _local_request(request: service_pb.ActionRequest, seed: int | None) -> Request:

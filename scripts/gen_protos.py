@@ -18,19 +18,23 @@ import grpc_tools
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO_PACKAGE_DIR = pathlib.Path("tfa_policy_grpc") / "v1"
+# The Open Inference Protocol (KServe v2, package `inference`; see
+# protos/inference/README.md), generated into the same package.
+OIP_PACKAGE_DIR = pathlib.Path("inference")
 OUT_DIR = ROOT / "policy_client" / "wire" / "generated"
-INIT = '"""Generated protobuf and gRPC code for tfa_policy_grpc.v1: do not edit.\n\nRegenerate with `make proto` from the files in protos/.\n"""\n'
+INIT = '"""Generated protobuf and gRPC code for tfa_policy_grpc.v1 and inference (OIP): do not edit.\n\nRegenerate with `make proto` from the files in protos/.\n"""\n'
 # protoc writes absolute imports (`from tfa_policy_grpc.v1 import x_pb2`);
 # the generated package is nested in policy_client.wire, so they become
 # relative. Imports of google/rpc/*.proto stay absolute: Python takes those
 # modules from googleapis-common-protos (protos/google/ is a verbatim copy of
 # the same files, for code generators in other languages).
-_IMPORT = re.compile(r"^from tfa_policy_grpc\.v1 import ", re.MULTILINE)
+_IMPORT = re.compile(r"^from (?:tfa_policy_grpc\.v1|inference) import ", re.MULTILINE)
 
 
 def generate() -> dict[str, str]:
     """Runs protoc and returns {file name: text} of the generated package."""
-    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PROTO_PACKAGE_DIR).glob("*.proto"))
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for package in (PROTO_PACKAGE_DIR, OIP_PACKAGE_DIR)
+                    for p in (PROTO_ROOT / package).glob("*.proto"))
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     with tempfile.TemporaryDirectory() as tmp:
         args = ["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}",
@@ -38,8 +42,9 @@ def generate() -> dict[str, str]:
         if protoc.main(args) != 0:
             sys.exit("protoc failed")
         files = {"__init__.py": INIT}
-        for path in sorted((pathlib.Path(tmp) / PROTO_PACKAGE_DIR).iterdir()):
-            files[path.name] = _IMPORT.sub("from . import ", path.read_text())
+        for package in (PROTO_PACKAGE_DIR, OIP_PACKAGE_DIR):
+            for path in sorted((pathlib.Path(tmp) / package).iterdir()):
+                files[path.name] = _IMPORT.sub("from . import ", path.read_text())
     return files
 
 

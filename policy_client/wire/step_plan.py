@@ -128,6 +128,10 @@ class AnswerPlan:
         self._parts[1].write(msg.state, leaves[a:b])
         self._parts[2].write(msg.info, leaves[b:])
 
+    def unflatten(self, leaves: Sequence[Any]) -> Any:
+        """The PolicyStep of its leaves (dm-tree order), in the specs' structure."""
+        return self._all.unflatten(list(leaves))
+
     def read(self, msg: pb.PolicyStep, outer: tuple[int, ...] = (), copy: bool = True) -> Any | None:
         """The PolicyStep of a message whose every leaf has its spec's dtype and shape, else None."""
         parts = []

@@ -31,6 +31,11 @@ _MAX_BYTES = np.iinfo(np.intp).max
 # Decoded fixed-width ("S"/"U") string tensors are allocated at
 # string_itemsize per element whatever the wire size, so their size is capped.
 MAX_FIXED_STRING_BYTES = 1 << 30
+# ... and beyond FIXED_STRING_SLACK bytes, they may take at most
+# MAX_STRING_PADDING times the bytes their elements take in the message: a
+# tiny message cannot ask for a huge array (a width far beyond its elements').
+FIXED_STRING_SLACK = 1 << 20
+MAX_STRING_PADDING = 16
 
 _NUMERIC = {
     pb.DTYPE_BOOL: np.dtype(np.bool_),
@@ -154,8 +159,10 @@ def write_array(msg: pb.Tensor, value: Any) -> None:
                          f"{MAX_FIXED_STRING_BYTES}; send an object array instead")
     msg.string_kind = kind
     msg.string_itemsize = itemsize
-    flat = array.ravel(order="C").tolist()
-    msg.string_val.extend(_as_bytes(s) for s in flat)
+    flat = [_as_bytes(s) for s in array.ravel(order="C").tolist()]
+    if kind != pb.STRING_KIND_OBJECT:
+        check_string_padding(flat, array.nbytes, itemsize)
+    msg.string_val.extend(flat)
 
 
 def _as_bytes(element: Any) -> bytes:
@@ -225,6 +232,28 @@ def checked_dtype(enum: int, string_kind: int, string_itemsize: int, what: str) 
         raise CodecError(f"{what}: {e}") from None
 
 
+def check_string_padding(elements: list[bytes], array_bytes: int, width: int) -> None:
+    """Refuses a fixed-width string array far larger than its elements (see MAX_STRING_PADDING).
+
+    Args:
+      elements: the elements as they travel (UTF-8 or bytes).
+      array_bytes: the bytes of the numpy array (count x itemsize).
+      width: its string_itemsize, for the message.
+
+    Raises:
+      CodecError: the array takes more than FIXED_STRING_SLACK bytes and more
+        than MAX_STRING_PADDING times the bytes of its elements on the wire.
+    """
+    if array_bytes <= FIXED_STRING_SLACK:
+        return
+    carried = sum(len(e) + 2 for e in elements)  # + a tag and a length byte each
+    if array_bytes > MAX_STRING_PADDING * carried:
+        raise CodecError(f"fixed-width string tensor: string_itemsize {width} makes its {len(elements)} "
+                         f"elements take {array_bytes} bytes, more than {MAX_STRING_PADDING} times the "
+                         f"{carried} bytes they take in the message; use the width of the longest element "
+                         "(or an object array)")
+
+
 def _strings_from_proto(msg: pb.Tensor, dtype: np.dtype, shape: tuple[int, ...], count: int) -> np.ndarray:
     if len(msg.string_val) != count:
         raise CodecError(f"string tensor has {len(msg.string_val)} elements but shape "
@@ -236,6 +265,11 @@ def _strings_from_proto(msg: pb.Tensor, dtype: np.dtype, shape: tuple[int, ...],
         array = np.empty(count, dtype=object)
         array[:] = values
         return array.reshape(shape)
+    # Checked before anything of the array's size is allocated.
+    if count * dtype.itemsize > MAX_FIXED_STRING_BYTES:
+        raise CodecError(f"fixed-width string tensor of {count} x {msg.string_itemsize} characters exceeds "
+                         f"{MAX_FIXED_STRING_BYTES} bytes")
+    check_string_padding(values, count * dtype.itemsize, msg.string_itemsize)
     if dtype.kind == "U":
         try:
             values = [v.decode("utf-8") for v in values]
@@ -245,9 +279,6 @@ def _strings_from_proto(msg: pb.Tensor, dtype: np.dtype, shape: tuple[int, ...],
     if width and any(len(v) > width for v in values):  # numpy would cut them silently.
         raise CodecError(f"string tensor holds an element longer than its "
                          f"string_itemsize {width}")
-    if count * width * (4 if dtype.kind == "U" else 1) > MAX_FIXED_STRING_BYTES:
-        raise CodecError(f"fixed-width string tensor of {count} x {width} characters exceeds "
-                         f"{MAX_FIXED_STRING_BYTES} bytes")
     return np.array(values, dtype=dtype).reshape(shape)
 
 

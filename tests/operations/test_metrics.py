@@ -57,7 +57,7 @@ def load(server, actors: int = ACTORS, actions: int = ACTIONS, *, started: threa
 
     def actor(seed: int) -> None:
         try:
-            with PolicyClient(server.address, "echo", timeout=WAIT) as client:
+            with PolicyClient(server.address, "echo", timeout=WAIT, data_plane="grpc") as client:
                 for i in range(actions):
                     client.action(echo_time_step(np.full(3, seed + i, np.float32)), state())
                     if started is not None and i == actions // 3:

@@ -780,6 +780,30 @@ def test_fixed_width_strings_cannot_claim_huge_widths() -> None:
     assert peak < 1 << 20
 
 
+def test_a_tiny_tensor_cannot_declare_a_huge_fixed_width() -> None:
+    """Beyond FIXED_STRING_SLACK bytes, the width must be within MAX_STRING_PADDING x what the elements carry."""
+    tracemalloc.start()
+    try:
+        for kind in (pb.STRING_KIND_UNICODE, pb.STRING_KIND_BYTES):
+            with pytest.raises(CodecError, match="more than 16 times the 3 bytes they take in the message"):
+                wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=kind, string_itemsize=2**24,
+                                                shape=[1], string_val=[b"x"]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_padded_fixed_width_strings_round_trip_up_to_the_slack_and_dense_ones_beyond() -> None:
+    padded = np.array(["a", ""] * 100, dtype="U1000")  # 800 kB for 200 short elements
+    assert_nest_identical(padded, array_round_trip(padded))
+    dense = np.array([f"{i:08d}" for i in range(100_000)])  # U8, 3.2 MB, 1 MB of text
+    assert_nest_identical(dense, array_round_trip(dense))
+    mostly_padding = np.array(["a"] * 1000, dtype="U1000")  # 4 MB for 3 kB on the wire
+    with pytest.raises(CodecError, match="use the width of the longest element"):
+        wire.array_to_proto(mostly_padding)
+
+
 def test_fixed_width_string_longer_than_its_width() -> None:
     with pytest.raises(CodecError, match="longer than its string_itemsize 2"):
         wire.array_from_proto(pb.Tensor(dtype=pb.DTYPE_STRING, string_kind=pb.STRING_KIND_BYTES,

@@ -27,7 +27,7 @@ def test_targets_of_several_addresses_are_balanced_by_default():
     replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(2)]
     try:
         target = "ipv4:" + ",".join(r.address for r in replicas)
-        with PolicyClient(target, "echo", transport="unary", timeout=WAIT) as client:
+        with PolicyClient(target, "echo", transport="unary", timeout=WAIT, data_plane="grpc") as client:
             for _ in range(40):
                 client.action(echo_time_step(OBS))
         counts = [_served(r) for r in replicas]

@@ -333,9 +333,6 @@ class SizeRecordingEcho(EchoBackend):
         return super().initial_state(batch_size)
 
 
-@pytest.mark.xfail(strict=True, reason="defect A: GetInitialState builds a state of any batch_size before the "
-                   "send limit refuses it (handlers.GetInitialState): 10^8 rows took 2.4 GB and 8 s, 2^32-1 "
-                   "answers INTERNAL MemoryError, or wakes the OOM killer without an address-space cap")
 def test_get_initial_state_refuses_a_state_larger_than_a_message_before_building_it(servers):
     backend = SizeRecordingEcho()
     server = servers.serve({"echo": backend}, max_message_bytes=1024)
@@ -347,9 +344,6 @@ def test_get_initial_state_refuses_a_state_larger_than_a_message_before_building
     assert rows not in backend.initial_sizes, "the backend was asked for the whole state first"
 
 
-@pytest.mark.xfail(strict=True, reason="defect B: a fixed-width string tensor is decoded at its declared "
-                   "string_itemsize (up to 1 GiB) before it is checked against the spec "
-                   "(validation.prepare_request -> tensors.array_from_proto): a 60-byte request allocates that much")
 def test_a_tiny_request_does_not_make_the_server_allocate_a_huge_string(servers):
     server = servers.serve({"echo": EchoBackend()})
     client = servers.client(server.address, "echo")
@@ -387,9 +381,6 @@ class _CancelOnce:
         return answer.SerializeToString()
 
 
-@pytest.mark.xfail(strict=True, reason="defect C: on SIGTERM, gRPC cancels the unary calls that reach the server as "
-                   "it shuts down (the full run: 4 of 8 actors failed with CANCELLED in 5 rolling restarts); "
-                   "PolicyClient.send's unary path neither retries CANCELLED nor loops like the stream path")
 def test_a_unary_call_the_server_cancelled_is_sent_again():
     fake = _CancelOnce()
     server = grpc.server(concurrent.futures.ThreadPoolExecutor(2))
@@ -405,9 +396,6 @@ def test_a_unary_call_the_server_cancelled_is_sent_again():
         server.stop(None)
 
 
-@pytest.mark.xfail(strict=True, reason="defect D: a stream that breaks while a call waits on it never ends its "
-                   "request iterator (stream.ActionStream._read_until's failure path does not put the None sentinel "
-                   "close() puts), so gRPC's request-consumer thread blocks forever (20 threads after 5 SIGKILLs)")
 def test_a_broken_stream_leaves_no_thread_behind(servers):
     gate = threading.Event()
     backend = GatedEchoBackend(gate=gate, stateful=False)
@@ -429,9 +417,6 @@ def test_a_broken_stream_leaves_no_thread_behind(servers):
     assert stream_consumer_threads() == before, "the request-consumer thread of the broken stream is still there"
 
 
-@pytest.mark.xfail(strict=True, reason="defect E: the server refuses an oversized message by ending the whole "
-                   "stream with RESOURCE_EXHAUSTED; stream.ActionStream hands that status to every caller waiting "
-                   "on the stream, so other threads' accepted requests fail too")
 def test_an_oversized_request_on_a_shared_stream_fails_only_its_own_call(servers):
     gate = threading.Event()
     backend = GatedEchoBackend(gate=gate, stateful=False)
@@ -446,9 +431,6 @@ def test_an_oversized_request_on_a_shared_stream_fails_only_its_own_call(servers
     np.testing.assert_array_equal(small.result(WAIT).policy_step.action, [2, 2, 2])
 
 
-@pytest.mark.xfail(strict=True, reason="defect F: LoadCheckpoint of a path whose filesystem TensorFlow does not "
-                   "support (s3://, hdfs://, gcs://) lets tf.errors.UnimplementedError out of follow.is_checkpoint: "
-                   "INTERNAL and 'unexpected error' in the log, for a bad argument")
 def test_load_checkpoint_of_an_unsupported_filesystem_is_invalid_argument(servers):
     server = servers.serve({"echo": EchoBackend()})
     stub = servers.stub(server.address)

@@ -122,7 +122,10 @@ def test_exposure_warnings():
     ("/tfa_policy_grpc.v1.PolicyService/GetStats", "actor"),
     ("/tfa_policy_grpc.v1.PolicyService/PushVariables", "learner"),
     ("/tfa_policy_grpc.v1.PolicyService/SomeNewMethod", "learner"),
-    ("/inference.GRPCInferenceService/ModelInfer", "learner"),  # another service: closed until given a role
+    ("/inference.GRPCInferenceService/ModelInfer", "actor"),  # the Open Inference Protocol: inference
+    ("/inference.GRPCInferenceService/ModelStreamInfer", "actor"),
+    ("/inference.GRPCInferenceService/RepositoryModelLoad", "learner"),  # Triton's, not served: closed
+    ("/other.Service/Method", "learner"),  # another service: closed until given a role
 ])
 def test_the_role_each_method_needs(method, need):
     assert security.AuthInterceptor(TokenAuth({"actor": ACTOR}))._need(method) == need

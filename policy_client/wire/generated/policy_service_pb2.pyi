@@ -116,7 +116,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self, policy: _Optional[str] = ...) -> None: ...
 
 class PolicyStats(_message.Message):
-    __slots__ = ("policy", "version", "requests", "rows", "batches", "mean_batch_size", "errors", "queue_wait_ms_p50", "queue_wait_ms_p99", "inference_ms_p50", "inference_ms_p99", "queue_depth")
+    __slots__ = ("policy", "version", "requests", "rows", "batches", "mean_batch_size", "errors", "queue_wait_ms_p50", "queue_wait_ms_p99", "inference_ms_p50", "inference_ms_p99", "queue_depth", "open_sessions", "shared_memory_slots")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     REQUESTS_FIELD_NUMBER: _ClassVar[int]
@@ -129,6 +129,8 @@ class PolicyStats(_message.Message):
     INFERENCE_MS_P50_FIELD_NUMBER: _ClassVar[int]
     INFERENCE_MS_P99_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    OPEN_SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_MEMORY_SLOTS_FIELD_NUMBER: _ClassVar[int]
     policy: str
     version: int
     requests: int
@@ -141,7 +143,9 @@ class PolicyStats(_message.Message):
     inference_ms_p50: float
     inference_ms_p99: float
     queue_depth: int
-    def __init__(self, policy: _Optional[str] = ..., version: _Optional[int] = ..., requests: _Optional[int] = ..., rows: _Optional[int] = ..., batches: _Optional[int] = ..., mean_batch_size: _Optional[float] = ..., errors: _Optional[int] = ..., queue_wait_ms_p50: _Optional[float] = ..., queue_wait_ms_p99: _Optional[float] = ..., inference_ms_p50: _Optional[float] = ..., inference_ms_p99: _Optional[float] = ..., queue_depth: _Optional[int] = ...) -> None: ...
+    open_sessions: int
+    shared_memory_slots: int
+    def __init__(self, policy: _Optional[str] = ..., version: _Optional[int] = ..., requests: _Optional[int] = ..., rows: _Optional[int] = ..., batches: _Optional[int] = ..., mean_batch_size: _Optional[float] = ..., errors: _Optional[int] = ..., queue_wait_ms_p50: _Optional[float] = ..., queue_wait_ms_p99: _Optional[float] = ..., inference_ms_p50: _Optional[float] = ..., inference_ms_p99: _Optional[float] = ..., queue_depth: _Optional[int] = ..., open_sessions: _Optional[int] = ..., shared_memory_slots: _Optional[int] = ...) -> None: ...
 
 class GetStatsResponse(_message.Message):
     __slots__ = ("policies",)

@@ -163,7 +163,6 @@ def markdown(r: dict[str, Any]) -> str:
         lines += workload_table(r, workload) + [""]
     lines.append(f"RSS floor: a process that only imports tensorflow + tf_agents peaks at "
                  f"{_fmt(r.get('rss_floor_mb'), 0)} MB.")
-    rows += shm_targets(r, cp, at, one_local)
     vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")
     if vec:
         lines += ["", f"Vectorized RemotePolicy actor, 64 rows per call (CartPole): {_fmt(vec['actions_per_s'], 0)} "

@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install proto check-proto test test-all bench bench-quick demo clean
+.PHONY: install proto check-proto test test-all bench bench-quick bench-scaleout demo clean
 
 install: $(STAMP)
 
@@ -87,6 +87,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	bash bench/peers/setup_torchrl.sh || echo "bench: TorchRL peer unavailable (setup failed); its rows are skipped"
 	$(PY) -m bench --quick
+
+# 16 CartPole actors against 1 vs 3 replicas and --workers 1 vs 2 (bench/results/scaleout.{json,md}; ~1 minute).
+bench-scaleout: $(STAMP)
+	$(PY) -m bench.scaleout
 
 demo: $(STAMP)
 	$(PY) -m examples.demo

@@ -11,6 +11,9 @@ from policy_client.wire import SERVICE_NAME
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# gRPC's reconnect backoff grows to 120 s by default: a replica (or server) back after a long outage would
+# get no pushes and no calls from a channel that last tried it long ago. 5 s bounds that.
+MAX_RECONNECT_BACKOFF_MS = 5000
 # Unary calls wait for the channel to be ready and retry UNAVAILABLE, so a
 # restarting server is invisible to callers within their deadline.
 METHOD_CONFIG = [{
@@ -50,7 +53,8 @@ def make_channel(address: str, *, credentials: grpc.ChannelCredentials | None = 
       address: a gRPC target: "host:port", "unix:/path", "dns:///name:port"
         or "ipv4:127.0.0.1:5001,127.0.0.1:5002".
       credentials: channel credentials for TLS; None connects in plaintext.
-      options: extra channel options; they override the defaults.
+      options: extra channel options; they override the defaults (message
+        sizes, retries, a reconnect backoff of at most 5 s).
       load_balancing: e.g. "round_robin" to spread calls over every address
         the target resolves to (each stream stays on one server; a broken one
         is reopened on another). The default is round_robin for a target of
@@ -62,7 +66,8 @@ def make_channel(address: str, *, credentials: grpc.ChannelCredentials | None = 
         load_balancing = "round_robin"
     merged = {"grpc.max_receive_message_length": DEFAULT_MAX_MESSAGE_BYTES,
               "grpc.max_send_message_length": DEFAULT_MAX_MESSAGE_BYTES,
-              "grpc.service_config": service_config(load_balancing), "grpc.enable_retries": 1}
+              "grpc.service_config": service_config(load_balancing), "grpc.enable_retries": 1,
+              "grpc.max_reconnect_backoff_ms": MAX_RECONNECT_BACKOFF_MS}
     merged.update(dict(options))
     items = list(merged.items())
     return grpc.secure_channel(address, credentials, items) if credentials else grpc.insecure_channel(address, items)

@@ -209,14 +209,8 @@ class Slot:
         except OSError:
             pass
         self._break()
-        if self._lock.acquire(blocking=False):  # else the caller's thread still holds views: the GC unmaps
-            try:
-                self._requests = self._answers = []
-                self._buffer.close()
-            except BufferError:
-                pass
-            finally:
-                self._lock.release()
+        # Never mmap.close(): numpy views do not pin the mapping, and a thread in `call` may still use
+        # them. They hold the mmap object; once the slot and they are gone, the garbage collector unmaps it.
 
 
 def _map(segment: str, size: int) -> mmap.mmap:

@@ -22,7 +22,7 @@ import signal
 import sys
 from typing import Any, Callable, Sequence
 
-from policy_server import config_file, logs, security, sessions
+from policy_server import config_file, logs, security, sessions, workers
 from policy_server.config import BatchingConfig, ServerConfig
 
 logger = logging.getLogger("policy_server")
@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one (default)")
     parser.add_argument("--address", default=None,
                         help="full address to bind instead of --host/--port, e.g. unix:/run/policy.sock")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="N server processes sharing the port (SO_REUSEPORT), each loading the policies, "
+                             "under one supervisor; worker I serves metrics on --metrics-port + I (see "
+                             "policy_server/workers.py; default: %(default)s)")
+    parser.add_argument("--worker-index", type=int, default=None, help=argparse.SUPPRESS)  # set by the supervisor
     parser.add_argument("--max-batch-size", type=int, default=defaults.max_batch_size,
                         help="rows per inference call (default: %(default)s)")
     parser.add_argument("--max-batch-delay-ms", type=float, default=defaults.max_batch_delay * 1e3,
@@ -292,7 +297,8 @@ def server_config(args: argparse.Namespace, secured: tuple[Any, security.TokenAu
                             follow_interval=args.follow_interval, reverb_table=args.reverb_table,
                             credentials=credentials, auth=auth, metrics_port=args.metrics_port,
                             metrics_host=args.metrics_host, max_sessions=args.max_sessions,
-                            session_idle_timeout=args.session_idle_timeout, shared_memory=args.shared_memory)
+                            session_idle_timeout=args.session_idle_timeout, shared_memory=args.shared_memory,
+                            reuse_port=args.worker_index is not None)
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
 
@@ -310,6 +316,8 @@ async def serve(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth
         server = PolicyServer(backend_sources(args), config)
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
+    if args.worker_index is not None:
+        workers.describe_worker(server, args.worker_index)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: _begin_shutdown(server, s))
@@ -350,10 +358,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logs.quiet_libraries(verbose=args.log_level.upper() == "DEBUG")  # before TensorFlow and gym load
     try:
-        logs.configure(args.log_level, args.log_format)
+        handler = logs.configure(args.log_level, args.log_format)
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
     secured = security_settings(args)  # before anything loads: a bad flag fails at once
+    if args.workers < 1:
+        raise SystemExit(f"policy-server: --workers must be >= 1, got {args.workers}")
+    if args.workers > 1:
+        backend_sources(args)  # something to serve, well formed: checked here once, not by every worker
+        return workers.supervise(args, argv)
+    if args.worker_index is not None:
+        workers.join_supervisor()
+        workers.tag_logs(handler, args.worker_index)
     if args.demo and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # --demo imports examples/ from a source checkout, as `python -m` would
     if args.metrics_port is not None:

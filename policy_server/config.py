@@ -114,6 +114,9 @@ class ServerConfig:
         policy keeps open at once; one more is refused with RESOURCE_EXHAUSTED.
       session_idle_timeout: seconds without a step after which a session is
         freed.
+      reuse_port: bind with SO_REUSEPORT, sharing the port with other
+        processes doing the same (the workers of `policy-server --workers N`,
+        policy_server/workers.py); the kernel spreads connections across them.
     """
 
     address: str = "127.0.0.1:0"
@@ -133,6 +136,7 @@ class ServerConfig:
     shared_memory: bool = True
     max_sessions: int = DEFAULT_MAX_SESSIONS
     session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    reuse_port: bool = False
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1:

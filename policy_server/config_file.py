@@ -39,7 +39,7 @@ SERVER_KEYS: dict[str, tuple[Any, bool]] = {
     "stats_interval": (float, False), "follow_interval": (float, False), "reverb_table": (str, False),
     "metrics_port": (int, False), "metrics_host": (str, False), "log_level": (str, False),
     "log_format": (str, False), "demo": (bool, False), "max_sessions": (int, False),
-    "session_idle_timeout": (float, False), "shared_memory": (bool, False),
+    "session_idle_timeout": (float, False), "shared_memory": (bool, False), "workers": (int, False),
 }
 SECURITY_KEYS = {"tls_cert": (str, True), "tls_key": (str, True), "tls_client_ca": (str, True),
                  "tokens_file": (str, True)}

@@ -65,7 +65,7 @@ class PolicyServer:
         self.config = config
         self._options = [("grpc.max_receive_message_length", config.max_message_bytes),
                          ("grpc.max_send_message_length", config.max_message_bytes),
-                         ("grpc.so_reuseport", 0)]
+                         ("grpc.so_reuseport", int(config.reuse_port))]
         self.registry = Registry()
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None

@@ -279,6 +279,7 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
                 raise errors.InvalidArgumentError(message, fields=(("seed", message[6:]),))
             leaves = [v[:rows] if rows else v[0] for v in slot.request_views]
             request = Request(leaves, rows, hosted.request_plan.unflatten, seed if has_seed else None, raw=True)
+            request.source = ("shm", slot.name)  # batches are shared fairly between slots
             future = hosted.scheduler.submit(request)
         except errors.RemoteError as e:
             self._answer_error(slot, sequence, e)
@@ -342,9 +343,9 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(os.path.join(SHM_DIR, slot.name))
+        # Never mmap.close(): numpy views do not pin the mapping (close() would unmap memory a batch
+        # still reads). The views hold the mmap object; the last one gone, the garbage collector unmaps it.
         slot.request_views = slot.answer_views = []
-        with contextlib.suppress(BufferError):  # a batch still reads its views: the mapping goes with them
-            slot.buffer.close()
 
 
 def _write_answer(slot: _Slot, leaves: Any, rows: int) -> bool:

@@ -17,11 +17,13 @@ The six defects of the issue, each with where its tests live:
    tests/policy_server/test_assembler.py, test_actor_learner.py
    (test_bad_pushes_are_rejected_and_serving_goes_on), and here over the wire for the echo policy.
 
-Defects the fault suite found besides (each an xfail(strict) test here; see the report):
-A GetInitialState builds a state of any batch_size; B a tiny request makes the server allocate a huge
-fixed-width string; C a unary call that a stopping server cancels is not resent; D a broken stream leaves
-its request thread behind; E an oversized request on a shared stream fails the other callers' requests;
-F LoadCheckpoint of a path on an unsupported filesystem answers INTERNAL.
+Defects the fault suite found besides, fixed, each with its regression test at the end of this file:
+A GetInitialState built a state of any batch_size (now bounded by the message limit before it is built);
+B a tiny request made the server allocate a huge fixed-width string (now refused before decoding);
+C a unary call that a stopping server cancelled was not resent (policy_client/sender.py resends it);
+D a broken stream left its request thread behind (its request iterator now always ends);
+E an oversized request on a shared stream failed the other callers' requests (they resend as unary calls);
+F LoadCheckpoint of a path on an unsupported filesystem answered INTERNAL (now INVALID_ARGUMENT naming path).
 """
 
 from __future__ import annotations

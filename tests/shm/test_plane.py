@@ -247,3 +247,29 @@ def test_no_slot_for_string_specs_or_when_disabled(servers):
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     with pytest.raises(NoSlot):
         Slot.open(servers.channel(off.address), "echo", 1, WAIT)
+
+
+def test_a_slot_freed_while_its_request_is_in_a_batch_leaves_the_batch_whole(servers):
+    """Regression: freeing a slot unmapped the memory a running batch still read (a segfault)."""
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate, stateful=False)
+    server = servers.serve({"echo": backend}, gates=(gate,))
+    slot = open_slot(server)
+    caller = threading.Thread(target=lambda: _ignore(SlotBroken, slot.call, leaves_of(
+        backend, np.full(3, 4, np.float32)), 0, None, deadline()))
+    caller.start()
+    assert backend.entered.wait(WAIT)  # the batch holds views of the slot's request
+    slot.close()  # the server frees the slot while the batch runs
+    wait_until(lambda: server.server.shared_memory.open_slots == 0, "the slot freed")
+    gate.set()
+    caller.join(WAIT)
+    other = servers.client(server.address, "echo", data_plane="grpc")
+    np.testing.assert_array_equal(other.action(echo_time_step(np.ones(3, np.float32))).policy_step.action, [2] * 3)
+    np.testing.assert_array_equal(backend.observations[-2], [[4, 4, 4]])  # what the freed slot's batch read
+
+
+def _ignore(error: type, fn, *args) -> None:
+    try:
+        fn(*args)
+    except error:
+        pass

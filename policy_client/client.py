@@ -289,6 +289,25 @@ class PolicyClient:
         request = self.encode_request(time_step, policy_state, batch_size=batch_size, seed=seed)
         return request, plans[1] if plans is not None else None, outer
 
+    def session_action(self, time_step: Any, session: str, *, start: bool = False, end: bool = False,
+                       seed: int | None = None) -> ActionResult:
+        """One step of a server-held session (ActionRequest.session): the server keeps the state.
+
+        For clients that cannot carry a recurrent policy's state: send one
+        unbatched time step; `start` (or a FIRST step type) starts the session
+        from the policy's initial state, `end` frees it after this step. The
+        answer's `policy_step.state` is `()`.
+
+        Raises:
+          FailedPreconditionError: the session is not open (never started,
+            ended, or idle past the server's --session-idle-timeout).
+          ResourceExhaustedError: the server keeps --max-sessions already.
+        """
+        request = self.encode_request(time_step, (), seed=seed)
+        request.ClearField("policy_state")
+        request.session.id, request.session.start, request.session.end = session, start, end
+        return self.send(request)
+
     def action_async(self, time_step: Any, policy_state: Any = (), *, batch_size: int = 0,
                      seed: int | None = None) -> concurrent.futures.Future:
         """Like `action`, but returns a future of the ActionResult at once."""

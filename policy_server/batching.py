@@ -12,7 +12,7 @@ import bisect
 import collections
 import dataclasses
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
 import tree
@@ -39,6 +39,9 @@ class Request:
         request runs alone through the backend's `local_action`.
       raw: answer with the PolicyStep's leaves (a list, dm-tree order), not
         the scheduler's encoding (the shared-memory plane writes them in place).
+      source: who sent it (any hashable: a stream, a peer, a slot): batches
+        share their rows fairly between sources (see fair_queue); None: a
+        source of its own.
     """
 
     leaves: list[np.ndarray]
@@ -51,6 +54,7 @@ class Request:
     piece: int = 0
     local: tuple[Any, Any] | None = None
     raw: bool = False
+    source: Hashable | None = None
 
     @classmethod
     def from_nests(cls, time_step: Any, policy_state: Any, rows: int, seed: int | None = None) -> "Request":
@@ -106,7 +110,8 @@ def can_join(request: Request, batchable: bool) -> bool:
 
 
 def take_batch(pending: collections.deque[Request], max_rows: int, batchable: bool) -> list[Request]:
-    """Pops the next batch off `pending`: whole requests, in order, up to `max_rows` rows.
+    """Pops the next batch off `pending`: whole requests, in order, up to `max_rows` rows (one
+    client's rule: the scheduler's fair_queue.FairQueue takes batches fairly across clients).
 
     The first request is always taken (even when larger); a request that may
     not join others (see can_join) forms a batch alone.
@@ -181,7 +186,8 @@ def split_request(request: Request, max_rows: int) -> list[Request]:
     for index, start in enumerate(starts):
         stop = min(start + max_rows, request.rows)
         pieces.append(Request([x[start:stop] for x in request.leaves], stop - start, request.unflatten,
-                              arrival=request.arrival, split=whole, piece=index, raw=request.raw))
+                              arrival=request.arrival, split=whole, piece=index, raw=request.raw,
+                              source=request.source))
     return pieces
 
 

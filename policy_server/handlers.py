@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Hashable, Sequence
 
 import numpy as np
 
@@ -12,7 +12,7 @@ from policy_client.wire import errors, nests, status, steps, tensors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.step_plan import AnswerPlan
-from policy_server import follow, rpc
+from policy_server import follow, rpc, stream_sessions
 from policy_server.assembler import PushAssembler
 from policy_server.config import DEFAULT_MAX_MESSAGE_BYTES
 from policy_server.registry import HostedPolicy, Registry
@@ -109,7 +109,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 await self.registry.wait(request.policy, context.time_remaining())
             left = context.time_remaining()
             # Give up waiting for a min_version early enough for the refusal to arrive in time.
-            return await self._answer(request, None if left is None else left - min(0.25, left / 4))
+            return await self._answer(request, None if left is None else left - min(0.25, left / 4), context.peer())
         except errors.RemoteError:
             raise
         except Exception as e:  # pylint: disable=broad-except
@@ -126,6 +126,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         """
         answers: asyncio.Queue = asyncio.Queue()
         slots = asyncio.Semaphore(self.max_inflight_per_stream)
+        source = object()  # the scheduler shares batches fairly between streams
 
         async def read() -> None:
             requests = request_iterator.__aiter__()
@@ -133,7 +134,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 while True:
                     await slots.acquire()
                     request = await requests.__anext__()
-                    answers.put_nowait((request, self._start(request)))
+                    answers.put_nowait((request, self._start(request, source=source)))
             except StopAsyncIteration:
                 pass
             finally:
@@ -227,8 +228,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
         return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
 
-    def _start(self, request: Any, patience: float | None = None) -> asyncio.Future:
-        """Validates and queues one action request; never raises.
+    def _start(self, request: Any, patience: float | None = None, source: Hashable = None) -> asyncio.Future:
+        """Validates and queues one action request of `source` (its stream or peer); never raises.
 
         A request for a policy that is still loading waits for it (up to
         LOADING_WAIT, then UNAVAILABLE, which clients retry); its answer keeps
@@ -241,27 +242,30 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             if isinstance(request, rpc.Malformed):
                 raise request.error()
             if self.registry.loading(request.policy):
-                return asyncio.ensure_future(self._start_when_loaded(request))
+                return asyncio.ensure_future(self._start_when_loaded(request, source))
             hosted = self.registry.get(request.policy)
             if request.min_version and request.min_version > hosted.backend.version:
-                return asyncio.ensure_future(self._start_when_version(hosted, request, patience))
+                return asyncio.ensure_future(self._start_when_version(hosted, request, patience, source))
             try:
+                if request.HasField("session"):  # server-held state: see stream_sessions
+                    return stream_sessions.start(hosted, request)
                 prepared = prepare_request(hosted, request)
             except errors.RemoteError:
                 hosted.stats.record_error()
                 raise
+            prepared.source = source
             return hosted.scheduler.submit(prepared)
         except Exception as e:  # pylint: disable=broad-except
             future = asyncio.get_running_loop().create_future()
             future.set_exception(e)
             return future
 
-    async def _start_when_loaded(self, request: service_pb.ActionRequest) -> Any:
+    async def _start_when_loaded(self, request: service_pb.ActionRequest, source: Hashable) -> Any:
         await self.registry.wait(request.policy, None)
-        return await self._start(request)
+        return await self._start(request, source=source)
 
     async def _start_when_version(self, hosted: HostedPolicy, request: service_pb.ActionRequest,
-                                  patience: float | None) -> Any:
+                                  patience: float | None, source: Hashable) -> Any:
         """Waits up to `patience` seconds (the call's time left; VERSION_WAIT on streams) for the
         policy to reach the request's min_version (polling: a rare wait), then queues it."""
         loop = asyncio.get_running_loop()
@@ -272,10 +276,11 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                            f"than the {request.min_version} asked for")
                 raise errors.FailedPreconditionError(message, fields=(("min_version", message),))
             await asyncio.sleep(0.02)
-        return await self._start(request)
+        return await self._start(request, source=source)
 
-    async def _answer(self, request: service_pb.ActionRequest, patience: float | None) -> service_pb.ActionResponse:
-        response, version = await self._start(request, patience)
+    async def _answer(self, request: service_pb.ActionRequest, patience: float | None,
+                      source: Hashable) -> service_pb.ActionResponse:
+        response, version = await self._start(request, patience, source)
         response.version = version
         response.request_id = request.request_id
         return response

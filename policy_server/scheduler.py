@@ -27,6 +27,7 @@ from policy_server import batching
 from policy_server.backend import Backend, UnsupportedSeedError
 from policy_server.batching import Request
 from policy_server.config import BatchingConfig
+from policy_server.fair_queue import FairQueue
 from policy_server.stats import PolicyStats
 from policy_server.tuning import LatencyTarget
 
@@ -75,7 +76,7 @@ class _Exclusive:
 
 
 class BatchScheduler:
-    """Merges one policy's requests into batched backend calls.
+    """Merges one policy's requests into batched backend calls, sharing them fairly between clients.
 
     Args:
       backend: the policy.
@@ -91,7 +92,7 @@ class BatchScheduler:
         self.config = config
         self.stats = stats
         self._encoder = encoder or NestEncoder()
-        self._pending: collections.deque[Request] = collections.deque()
+        self._pending = FairQueue()  # batches share their rows fairly between clients
         self._exclusive: collections.deque[_Exclusive] = collections.deque()
         self._open_splits = 0
         self._wakeup = asyncio.Event()
@@ -182,8 +183,8 @@ class BatchScheduler:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 continue
-            await self._fill(self._pending[0])
-            batch = batching.take_batch(self._pending, self.config.max_batch_size, self.backend.batchable)
+            await self._fill(self._pending.peek())
+            batch = self._pending.take_batch(self.config.max_batch_size, self.backend.batchable)
             for request in batch:  # a split request's next piece queues behind the others: they interleave
                 if request.split is not None and request.split.waiting:
                     self._pending.append(request.split.waiting.popleft())
@@ -225,7 +226,7 @@ class BatchScheduler:
             return  # it runs alone: waiting for company would only add latency
         config = self.config
         while not self._closing:
-            rows = sum(r.size for r in self._pending)
+            rows = self._pending.rows
             if rows >= config.max_batch_size:
                 return
             if self.latency_target is not None and rows >= config.min_batch_size and self.latency_target.full(rows):

@@ -48,6 +48,7 @@ class Session:
     state: Any = None
     inflight: int = 0
     tail: asyncio.Future | None = None
+    names: "Names | None" = None
 
 
 class SessionTable:
@@ -88,7 +89,7 @@ class SessionTable:
             return {"open": len(self._sessions), "started": self.started, "ended": self.ended,
                     "expired": self.expired, "refused": self.refused}
 
-    def begin(self, key: Hashable, start: bool, end: bool) -> "_Ticket":
+    def begin(self, key: Hashable, start: bool, end: bool, names: "Names | None" = None) -> "_Ticket":
         """Takes a step of sequence `key` in: opens the sequence when `start`, frees it now when `end`.
 
         Synchronous, so steps of one sequence keep the order they arrived in;
@@ -102,18 +103,19 @@ class SessionTable:
             now = self._clock()
             self._sweep_if_due(now)
             session = self._sessions.get(key)
+            names = names or OIP_NAMES
             if session is None:
                 if not start:
-                    raise _not_open(key, self.idle_timeout)
+                    raise _not_open(key, self.idle_timeout, names=names)
                 if len(self._sessions) >= self.max_sessions:
                     self._sweep(now)
                 if len(self._sessions) >= self.max_sessions:
                     self.refused += 1
-                    message = (f"sequence_id: {len(self._sessions)} sequences are open, the most this policy "
-                               f"keeps (--max-sessions); end one with sequence_end, or wait until one is idle "
+                    message = (f"{names.id}: {len(self._sessions)} sequences are open, the most this policy "
+                               f"keeps (--max-sessions); end one with {names.end}, or wait until one is idle "
                                f"for {self.idle_timeout:g} s")
-                    raise errors.ResourceExhaustedError(message, fields=(("sequence_id", message),))
-                session = self._sessions[key] = Session(key, now)
+                    raise errors.ResourceExhaustedError(message, fields=((names.id, message),))
+                session = self._sessions[key] = Session(key, now, names=names)
                 self.started += 1
             session.inflight += 1
             session.last_used = now
@@ -144,7 +146,7 @@ class SessionTable:
             if start:
                 session.state = await initial()
             elif session.state is None:
-                raise _not_open(session.key, self.idle_timeout, "its first step failed")
+                raise _not_open(session.key, self.idle_timeout, "its first step failed", session.names)
             answer, session.state = await act(session.state)
             return answer
         finally:
@@ -186,8 +188,23 @@ class _Ticket:
     done: asyncio.Future
 
 
-def _not_open(key: Hashable, idle_timeout: float, why: str = "") -> errors.FailedPreconditionError:
+def _not_open(key: Hashable, idle_timeout: float, why: str = "",
+              names: "Names | None" = None) -> errors.FailedPreconditionError:
+    names = names or OIP_NAMES
     because = why or f"it never started, ended, or was idle for more than {idle_timeout:g} s"
-    message = (f"sequence_id: sequence {key!r} is not open ({because}); start it with sequence_start "
+    message = (f"{names.id}: sequence {key!r} is not open ({because}); start it with {names.start} "
                "or a FIRST step type")
-    return errors.FailedPreconditionError(message, fields=(("sequence_id", message),))
+    return errors.FailedPreconditionError(message, fields=((names.id, message),))
+
+
+@dataclasses.dataclass(frozen=True)
+class Names:
+    """How a protocol names a session's id, start and end fields (for error messages)."""
+
+    id: str
+    start: str
+    end: str
+
+
+OIP_NAMES = Names("sequence_id", "sequence_start", "sequence_end")
+NATIVE_NAMES = Names("session.id", "session.start", "session.end")

@@ -128,6 +128,18 @@ class AnswerPlan:
         self._parts[1].write(msg.state, leaves[a:b])
         self._parts[2].write(msg.info, leaves[b:])
 
+    @property
+    def cut_points(self) -> tuple[int, int]:
+        """Where the state's leaves start and end among a step's leaves (action, state, info)."""
+        return self._cuts
+
+    def write_without_state(self, msg: pb.PolicyStep, leaves: Sequence[np.ndarray]) -> None:
+        """As `write`, with the state left `()` (a server-held session keeps it)."""
+        a, b = self._cuts
+        self._parts[0].write(msg.action, leaves[:a])
+        msg.state.tuple.SetInParent()
+        self._parts[2].write(msg.info, leaves[b:])
+
     def unflatten(self, leaves: Sequence[Any]) -> Any:
         """The PolicyStep of its leaves (dm-tree order), in the specs' structure."""
         return self._all.unflatten(list(leaves))

@@ -106,10 +106,13 @@ def torchrl_ratios(r: dict[str, Any]) -> list[dict[str, Any]]:
     """Reference (not a target): ours / TorchRL's peer at 16 actors."""
     out = []
     for workload in r["workloads"]:
-        ours, peer = point(r, workload, "remote", 16), point(r, workload, "torchrl", 16)
-        for key in ("actions_per_s", "p50_ms", "client_cpu_us_per_action", "server_cpu_us_per_action"):
-            out.append({"workload": workload, "metric": key, "ours": _get(ours, key), "torchrl": _get(peer, key),
-                        "ratio": _ratio(_get(ours, key), _get(peer, key))})
+        peer = point(r, workload, "torchrl", 16)
+        for kind in ("remote", "remote_shm"):
+            ours = point(r, workload, kind, 16)
+            for key in ("actions_per_s", "p50_ms", "client_cpu_us_per_action", "server_cpu_us_per_action"):
+                out.append({"workload": workload, "path": "gRPC" if kind == "remote" else "shared memory",
+                            "metric": key, "ours": _get(ours, key), "torchrl": _get(peer, key),
+                            "ratio": _ratio(_get(ours, key), _get(peer, key))})
     return out
 
 
@@ -190,9 +193,9 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "Reference, not a target: RemotePolicy vs the TorchRL peer (`bench/peers/torchrl_peer.py`), "
                   "16 actors, same start method" + (":" if ratios else ": the peer was not available in this run.")]
     if ratios:
-        lines += ["", "| workload | metric | ours | TorchRL | ours / TorchRL |", "|---|---|---:|---:|---:|"]
-        lines += [f"| {x['workload']} | {x['metric']} | {_fmt(x['ours'], 1)} | {_fmt(x['torchrl'], 1)} | "
-                  f"{x['ratio']:.2f} |" for x in ratios]
+        lines += ["", "| workload | path | metric | ours | TorchRL | ours / TorchRL |", "|---|---|---|---:|---:|---:|"]
+        lines += [f"| {x['workload']} | {x.get('path', 'gRPC')} | {x['metric']} | {_fmt(x['ours'], 1)} | "
+                  f"{_fmt(x['torchrl'], 1)} | {x['ratio']:.2f} |" for x in ratios]
     lines += ["", "\"other CPU %\": share of the machine's CPU that processes other than the row's actors and "
                   "server (other users of this shared machine) used in the window; where the row alone would fill "
                   "both cores, that share was taken from it. 16-actor points run first, so GetStats' inference "

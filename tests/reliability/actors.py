@@ -76,7 +76,7 @@ class EchoActor(threading.Thread):
     Args:
       index: the actor's number (its observations carry it).
       address: the server.
-      transport: "stream" or "unary".
+      transport: "stream" or "unary" (gRPC), or "shm" (the shared-memory data plane, negotiated).
       stop: set to end the loop (after the call in flight).
       timeout: each call's deadline (seconds).
       policy: an already built RemotePolicy to use instead of a new one.
@@ -91,7 +91,10 @@ class EchoActor(threading.Thread):
         self.stop = stop
         self.pace = pace
         self.tally = Tally()
-        self.remote = RemotePolicy(address, policy, transport=transport, timeout=timeout)
+        # "shm": the same-host shared-memory data plane (its slot breaks and is opened again across
+        # restarts); "stream" and "unary" keep to gRPC, so that every path is under fault.
+        self.remote = RemotePolicy(address, policy, transport="stream" if transport == "shm" else transport,
+                                   timeout=timeout, data_plane="auto" if transport == "shm" else "grpc")
         self.answered = threading.Event()  # set at each good answer (cleared by whoever waits for one)
         self.last_version = -1
 

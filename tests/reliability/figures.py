@@ -134,7 +134,7 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
         k = results.get(mode) or {}
         if "calls" not in k:
             continue
-        add(label, "restarts x actors (stream + unary), call deadline", f"{k['restarts']} x {k['actors']}, "
+        add(label, "restarts x actors (gRPC stream, unary, shared memory), call deadline", f"{k['restarts']} x {k['actors']}, "
                                                                            f"{k['call_timeout_s']:.0f} s")
         add(label, "actor calls / failed", f"{k['calls']:,} / {k['failed']}")
         if k["errors"]:

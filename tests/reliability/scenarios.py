@@ -99,7 +99,7 @@ def _tally_figures(tally: Tally) -> dict[str, Any]:
 
 
 def _transports(n: int) -> list[str]:
-    return ["stream" if i % 2 == 0 else "unary" for i in range(n)]
+    return [("stream", "unary", "shm")[i % 3] for i in range(n)]
 
 
 # ----------------------------------------------------------------- restarts

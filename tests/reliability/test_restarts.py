@@ -23,7 +23,7 @@ DEADLINE = 60.0  # each actor call's; restarts take 3 to 20 s on a loaded 2-core
 def test_sigkill_then_sigterm_restarts_under_actors():
     with ServerProcess([ECHO], env={VERSION_ENV: "1"}) as server:
         server.start()
-        actors = Actors(server.address, ["stream", "unary"] * 2, timeout=DEADLINE).start()
+        actors = Actors(server.address, ["stream", "unary", "shm"] * 2, timeout=DEADLINE).start()
         try:
             assert actors.wait_for_version(1, DEADLINE)
             server.kill()
@@ -38,6 +38,4 @@ def test_sigkill_then_sigterm_restarts_under_actors():
     assert not failed_by_kill, failed_by_kill
     assert tally.wrong == 0 and tally.lost == 0, tally.samples
     assert set(tally.versions) == {1, 2, 3}
-    unexplained = [s for s in tally.samples if "CANCELLED" not in s]  # defect C: only unary calls, CANCELLED
-    assert tally.failed == len([s for s in tally.samples if "CANCELLED" in s]) and not unexplained, tally.samples
-    assert all(actors.actors[int(s.split()[1])].transport == "unary" for s in tally.samples)
+    assert tally.failed == 0, tally.samples  # unary calls a stopping server cancels are resent (defect C)

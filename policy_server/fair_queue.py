@@ -1,7 +1,8 @@
 """The waiting requests of one policy, queued per client so that batches share their rows fairly.
 
 Every request has a `source` (batching.Request.source): the ActionStream it
-came on, the peer of a unary call, the shared-memory slot; None makes a
+came on, the peer of a unary call (its connection, which gRPC shares between
+a process's channels to one address), the shared-memory slot; None makes a
 request a source of its own. Requests of one source are taken first-in
 first-out. Between sources the queue is a start-time fair queue by rows
 (SFQ, Goyal et al. 1996; deficit round robin by rows in effect):
@@ -20,7 +21,8 @@ first-out. Between sources the queue is a start-time fair queue by rows
 So a light actor's request goes into the next batch however much a heavy
 client has queued, and backlogged clients get equal rows over time whatever
 their request sizes. With one source it is the plain first-come,
-first-served queue.
+first-served queue. Batches still take whole requests: a light row that does
+not fit beside a heavy request runs in a smaller batch instead of waiting.
 """
 
 from __future__ import annotations

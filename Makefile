@@ -41,7 +41,7 @@ test-all: $(STAMP) check-proto buf-check node-client triton-client
 
 # Clients in other languages, from protos/ alone (examples/clients/*/README.md).
 #   make node-client  installs the Node client's packages from its lock file
-#   make cpp-client   generates the C++ code from protos/ and builds the C++ client (make test-all
+#   make cpp-client   generates the C++ code from protos/ and builds the C++ client in $(CPP_BUILD) (make test-all
 #                     builds and runs it where its toolchain is installed)
 #   make buf-check    buf lint, and buf breaking against the published v1 baseline
 .PHONY: node-client cpp-client buf-check triton-client
@@ -60,6 +60,7 @@ $(TRITON_VENV)/.installed: $(TRITON_REQ)
 	touch $@
 NODE_CLIENT := examples/clients/node
 CPP_CLIENT := examples/clients/cpp
+CPP_BUILD ?= $(CPP_CLIENT)/build
 BUF := $(VENV)/bin/buf
 BUF_BASELINE := protos/baseline/tfa_policy_grpc.v1.binpb
 
@@ -71,8 +72,8 @@ $(NODE_CLIENT)/node_modules/.installed: $(NODE_CLIENT)/package.json $(NODE_CLIEN
 	touch $@
 
 cpp-client:
-	cmake -S $(CPP_CLIENT) -B $(CPP_CLIENT)/build
-	cmake --build $(CPP_CLIENT)/build -j2
+	cmake -S $(CPP_CLIENT) -B $(CPP_BUILD)
+	cmake --build $(CPP_BUILD) -j2
 
 buf-check: $(STAMP)
 	$(BUF) lint
@@ -93,7 +94,7 @@ bench-scaleout: $(STAMP)
 	$(PY) -m bench.scaleout
 
 demo: $(STAMP)
-	$(PY) -m examples.demo
+	@$(PY) -m examples.demo
 
 clean:
 	rm -rf $(VENV) .venv-torchrl $(TRITON_VENV) build *.egg-info .pytest_cache .hypothesis

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import shutil
 import tempfile
 import time
 from typing import Any
@@ -164,9 +165,24 @@ def _make_agent(config: Config) -> Any:
 def run(config: Config = Config(), root_dir: str | None = None, log: Any = print) -> dict[str, Any]:
     """Trains until the target return, max_train_steps or max_seconds; returns the result.
 
+    Args:
+      root_dir: the learner's directory (tf_agents.train.Learner's root_dir),
+        kept; None: a temporary directory, removed when the run ends.
+
     Raises:
       RuntimeError: a process failed to start.
     """
+    temporary = root_dir is None
+    if temporary:
+        root_dir = tempfile.mkdtemp(prefix="actor_learner_")
+    try:
+        return _run(config, root_dir, log, temporary)
+    finally:
+        if temporary:
+            shutil.rmtree(root_dir, ignore_errors=True)
+
+
+def _run(config: Config, root_dir: str, log: Any, temporary: bool) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from tf_agents.replay_buffers import reverb_replay_buffer  # pylint: disable=import-outside-toplevel
     from tf_agents.train import learner  # pylint: disable=import-outside-toplevel
@@ -174,7 +190,6 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
     from policy_client import VariablePublisher  # pylint: disable=import-outside-toplevel
 
     start = time.monotonic()
-    root_dir = root_dir or tempfile.mkdtemp(prefix="actor_learner_")
     agent, train_step = _make_agent(config)
     # Reverb's C++ code writes INFO lines to stderr with no level to turn down
     # (server start and stop, each sampler); they are silenced where they come.
@@ -197,7 +212,7 @@ def run(config: Config = Config(), root_dir: str | None = None, log: Any = print
         for proc in procs:
             proc.start()
         log(f"policy server {policy_address}, replay {reverb_address}, {config.collect_actors} collect "
-            f"actors + 1 eval actor; learner in {root_dir}")
+            f"actors + 1 eval actor; learner in {root_dir}{' (temporary)' if temporary else ''}")
         buffer = reverb_replay_buffer.ReverbReplayBuffer(agent.collect_data_spec, TABLE, sequence_length=2,
                                                          local_server=replay)
         dataset = buffer.as_dataset(sample_batch_size=config.batch_size, num_steps=2).prefetch(3)

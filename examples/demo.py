@@ -19,6 +19,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serving", action="store_true", help="run the serving-only demo instead")
     parser.add_argument("--actors", type=int, default=None, help="collect actor processes")
     parser.add_argument("--seconds", type=float, default=None, help="time budget")
+    parser.add_argument("--root-dir", default=None, metavar="DIR",
+                        help="keep the learner's files in DIR (default: a temporary directory, removed at the end)")
     parser.add_argument("--verbose", action="store_true",
                         help="let TensorFlow, gym, absl and Reverb print what they print (quiet by default)")
     args = parser.parse_args(argv)
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         config.max_seconds = args.seconds
     print(f"Training DQN on CartPole-v0 through the policy server (target average return "
           f"{config.target_return:.0f}, at most {config.max_seconds:.0f}s) ...", flush=True)
-    result = actor_learner.run(config, log=lambda line: print(line, flush=True))
+    result = actor_learner.run(config, root_dir=args.root_dir, log=lambda line: print(line, flush=True))
     return 0 if result["server_exit_code"] == 0 and result["train_steps"] > 0 else 1
 
 

@@ -132,8 +132,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _add_security_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
-        "security", "TLS, mTLS and bearer tokens. Secrets are read from files or the environment, never from "
-                    "the command line. Health checking and reflection stay open to everyone.")
+        "security", "TLS, mTLS, bearer tokens and reflection. Secrets are read from files or the environment, "
+                    "never from the command line. Health checking stays open to everyone, and so does reflection "
+                    "unless --no-reflection.")
     group.add_argument("--tls-cert", metavar="PATH", help="serve TLS with this certificate chain (PEM); "
                                                           "needs --tls-key")
     group.add_argument("--tls-key", metavar="PATH", help="the private key of --tls-cert (PEM)")
@@ -146,6 +147,10 @@ def _add_security_args(parser: argparse.ArgumentParser) -> None:
                             f"initial state, actions, stats) and {security.LEARNER} (also push and read "
                             f"variables, load checkpoints). Without it, ${security.TOKENS_ENV} is read the same way if set; "
                             "with neither, calls need no token")
+    group.add_argument("--reflection", action=argparse.BooleanOptionalAction, default=True,
+                       help="offer gRPC server reflection, open to every client (grpcurl lists the services and "
+                            "reads their schemas without the .proto files); --no-reflection answers it "
+                            "UNIMPLEMENTED (default: on)")
 
 
 def security_settings(args: argparse.Namespace) -> tuple[Any, security.TokenAuth | None]:
@@ -298,7 +303,7 @@ def server_config(args: argparse.Namespace, secured: tuple[Any, security.TokenAu
                             credentials=credentials, auth=auth, metrics_port=args.metrics_port,
                             metrics_host=args.metrics_host, max_sessions=args.max_sessions,
                             session_idle_timeout=args.session_idle_timeout, shared_memory=args.shared_memory,
-                            reuse_port=args.worker_index is not None)
+                            reuse_port=args.worker_index is not None, reflection=args.reflection)
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
 

@@ -117,6 +117,9 @@ class ServerConfig:
       reuse_port: bind with SO_REUSEPORT, sharing the port with other
         processes doing the same (the workers of `policy-server --workers N`,
         policy_server/workers.py); the kernel spreads connections across them.
+      reflection: offer gRPC server reflection (what grpcurl and similar
+        tools use to list services and read their schemas without the
+        .proto files); False: reflection requests get UNIMPLEMENTED.
     """
 
     address: str = "127.0.0.1:0"
@@ -137,6 +140,7 @@ class ServerConfig:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     reuse_port: bool = False
+    reflection: bool = True
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1:

@@ -16,13 +16,17 @@ What is quiet, and how:
 - gym's "Gym has been unmaintained" banner, printed on import: gym is imported
   once with sys.stderr captured; gym's own `warnings` are ignored;
 - Reverb's C++ INFO lines (written to fd 2 unconditionally, with no level):
-  `native_stderr_silenced` around the calls that print them (the demo).
+  `native_stderr_silenced` around the calls that print them (the demo);
+- gRPC's spurious BlockingIOError reports when several event loops of one
+  process share its poller: `quiet_poller_races(loop)`, on the loops it is
+  given (BackgroundServer's).
 
 `verbose=True` (e.g. --log-level DEBUG) leaves everything as it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import importlib.util
@@ -147,3 +151,21 @@ def native_stderr_silenced(enabled: bool = True) -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def quiet_poller_races(loop: asyncio.AbstractEventLoop) -> None:
+    """Drops gRPC's spurious BlockingIOError reports when several event loops share its poller.
+
+    Every grpc.aio object binds its thread's loop to gRPC's one process-wide
+    completion-queue socket, so with several servers (or aio clients) in one
+    process each event wakes every loop and all but one find nothing to read
+    (grpc/grpc#25364). Nothing is lost; the reports are noise, thousands per
+    run. Everything else goes to the loop's usual handler.
+    """
+    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+        if isinstance(context.get("exception"), BlockingIOError) and \
+                "PollerCompletionQueue" in repr(context.get("handle") or context.get("message", "")):
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)

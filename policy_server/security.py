@@ -9,11 +9,17 @@ Roles (each may do what the roles before it may):
 A call to the PolicyService needs metadata `authorization: Bearer <token>`:
 without one (or with a token the server does not know) it ends with
 UNAUTHENTICATED, with a token of a role too low for the method with
-PERMISSION_DENIED. Health checking (grpc.health.v1) and reflection stay open;
+PERMISSION_DENIED. Health checking (grpc.health.v1) and reflection (unless
+the server has it off: ServerConfig.reflection, --no-reflection) stay open;
 a method of any other service needs the highest role, so a new service is
 closed until it is given one. The check runs once per call (a stream is one
 call): a dictionary lookup, one SHA-256 and one `hmac.compare_digest` per
 known token. Tokens never appear in logs, messages or reprs.
+
+A role holds for every policy the server hosts. A token carries no identity
+(the tokens file is `ROLE TOKEN` lines), and the policy a call names travels
+in its request message, which an interceptor never sees; learners that must
+not touch each other's policies get separate servers (or ports) and tokens.
 """
 
 from __future__ import annotations
@@ -235,18 +241,23 @@ def is_loopback(address: str) -> bool:
         return False
 
 
-def exposure_warnings(address: str, tls: bool, auth: TokenAuth | None) -> list[str]:
-    """What an operator should hear about serving `address` so (nothing on loopback addresses)."""
-    if is_loopback(address):
-        return []
-    found = []
-    if not tls:
-        found.append(f"serving plaintext on {address}: anyone on the network can read and alter the traffic"
-                     + (", bearer tokens included" if auth else "") + " (use --tls-cert and --tls-key)")
-    if auth is None:
-        found.append(f"serving {address} without tokens: anyone who reaches it can act and push weights "
-                     "(use --tokens-file)")
-    return found
+def exposure_warning(address: str, tls: bool, auth: TokenAuth | None) -> str | None:
+    """The one line an operator should read about serving `address` without TLS or tokens, or None.
+
+    None on loopback addresses and unix sockets, and with both TLS and tokens.
+    """
+    if is_loopback(address) or (tls and auth is not None):
+        return None
+    traffic = "anyone on the network can read and alter its traffic" + (", bearer tokens included" if auth else "")
+    reach = "anyone who reaches it can act and push weights"
+    tls_fix, tokens_fix = "--tls-cert and --tls-key", f"--tokens-file or ${TOKENS_ENV}"
+    if not tls and auth is None:
+        missing, risk, fix = "TLS or tokens", f"{traffic}, and {reach}", f"{tls_fix}, and {tokens_fix}"
+    elif not tls:
+        missing, risk, fix = "TLS", traffic, tls_fix
+    else:
+        missing, risk, fix = "tokens", reach, tokens_fix
+    return f"listening on {address}, beyond loopback, without {missing}: {risk} (add {fix})"
 
 
 def describe(tls: bool, auth: TokenAuth | None) -> str:

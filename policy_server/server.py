@@ -1,4 +1,4 @@
-"""The policy server: gRPC (asyncio) with health, reflection and graceful shutdown."""
+"""The policy server: gRPC (asyncio) with health, reflection (unless switched off) and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from policy_client.wire import SERVICE_NAME
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_server import oip, rpc, security, sessions, shm
+from policy_server.logs import quiet_poller_races
 from policy_server.backend import Backend
 from policy_server.config import ServerConfig
 from policy_server.handlers import PolicyServicer, ResponseEncoder
@@ -111,9 +112,10 @@ class PolicyServer:
             shm_grpc.add_SharedMemoryServiceServicer_to_server(self.shared_memory, self._server)
             services.append(SHM_SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME), self._server)
+        if self.config.reflection:
+            reflection.enable_server_reflection(
+                (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                 reflection.SERVICE_NAME), self._server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address, tls = self.config.address, self.config.credentials is not None
         try:
@@ -133,8 +135,9 @@ class PolicyServer:
         logger.info("listening on %s (%s)%s", self.bound_address, security.describe(tls, auth),
                     f"; metrics on {self.metrics_url}" if self.metrics_url else "",
                     extra={"event": "listening", "address": self.bound_address, "metrics": self.metrics_url})
-        for warning in security.exposure_warnings(address, tls, auth):
-            logger.warning("%s", warning)
+        exposed = security.exposure_warning(self.bound_address, tls, auth)
+        if exposed:
+            logger.warning("%s", exposed, extra={"event": "exposed", "address": self.bound_address})
         self.registry.expect(self._policies)
         self._loaded = asyncio.ensure_future(self._load())
         if wait_until_loaded:
@@ -366,24 +369,6 @@ class BackgroundServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def quiet_poller_races(loop: asyncio.AbstractEventLoop) -> None:
-    """Drops gRPC's spurious BlockingIOError reports when several event loops share its poller.
-
-    Every grpc.aio object binds its thread's loop to gRPC's one process-wide
-    completion-queue socket, so with several servers (or aio clients) in one
-    process each event wakes every loop and all but one find nothing to read
-    (grpc/grpc#25364). Nothing is lost; the reports are noise, thousands per
-    run. Everything else goes to the loop's usual handler.
-    """
-    def handler(loop: asyncio.AbstractEventLoop, context: dict) -> None:
-        if isinstance(context.get("exception"), BlockingIOError) and \
-                "PollerCompletionQueue" in repr(context.get("handle") or context.get("message", "")):
-            return
-        loop.default_exception_handler(context)
-
-    loop.set_exception_handler(handler)
 
 
 def _build(source: Any) -> Backend:

@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import pathlib
 import subprocess
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from policy_client import PolicyClient
 from policy_client.wire import errors
 from policy_client.wire.standins import TimeStep
+from tests.clients.balancing import balancing_action
 from tests.support.servers import WAIT
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -32,7 +34,7 @@ FIRST, MID, LAST = 0, 1, 2
 def run_client(command: Sequence[str], *, expect_ok: bool = True) -> subprocess.CompletedProcess:
     """Runs a client process to its end (killed after RUN_TIMEOUT), from the repository root."""
     result = subprocess.run(list(command), cwd=ROOT, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, check=False)
     if expect_ok:
         assert result.returncode == 0, f"{command[0]} exited {result.returncode}:\n{result.stderr}"
     return result
@@ -82,6 +84,21 @@ def check_episode(episode: dict[str, Any], client: PolicyClient) -> None:
         result = client.action(step)
         assert result.policy_step.action == action, f"step {i}: observation {observation.tolist()}"
         assert episode["versions"][i] == result.version
+
+
+def check_both_actions(doc: dict[str, Any]) -> None:
+    """A run of the balancing policy: a full episode whose actions are both 0 and 1, each as the policy answers.
+
+    With check_against_python, this proves that the client's stream decodes
+    either action value (the greedy demo policy's episodes are nearly all 0).
+    """
+    episode, batch = doc["episode"], doc["batch"]
+    assert len(episode["actions"]) == 200 and not episode["fell"], "the balancing policy keeps the pole up"
+    counts = [episode["actions"].count(action) for action in (0, 1)]
+    assert min(counts) >= 50, f"actions 0 and 1 taken {counts[0]} and {counts[1]} times in 200 steps"
+    np.testing.assert_array_equal(np.array(episode["actions"]), balancing_action(float32_rows(episode["observations"])))
+    np.testing.assert_array_equal(np.array(batch["actions"]), balancing_action(float32_rows(batch["observations"])))
+    assert set(batch["actions"]) == {0, 1}, batch["actions"]
 
 
 def check_batch(batch: dict[str, Any], client: PolicyClient) -> None:

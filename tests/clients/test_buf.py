@@ -1,8 +1,11 @@
 """buf keeps the wire contract clean and stable: lint (buf.yaml) and breaking checks against the v1 baseline.
 
-The baseline (protos/baseline/tfa_policy_grpc.v1.binpb) is a buf image of the
-published v1 protos. Each deliberate breaking edit below, made on a copy of
-protos/, must fail `buf breaking`; additions must pass.
+The baseline (protos/baseline/tfa_policy_grpc.v1.binpb, see its README) is a
+buf image of the published protos: the tfa_policy_grpc.v1 package, the
+vendored google/rpc files it uses and the vendored Open Inference Protocol.
+Each deliberate breaking edit below, made on a copy of protos/, must fail
+`buf breaking`; additions must pass it. And the baseline must be current: an
+addition to protos/ that the baseline lacks fails here until it is refreshed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,15 @@ BUF = pathlib.Path(sys.executable).parent / "buf"
 BASELINE = ROOT / "protos" / "baseline" / "tfa_policy_grpc.v1.binpb"
 SERVICE = "tfa_policy_grpc/v1/policy_service.proto"
 TYPES = "tfa_policy_grpc/v1/types.proto"
+SHARED_MEMORY = "tfa_policy_grpc/v1/shared_memory.proto"
 STATUS = "google/rpc/status.proto"
+ERROR_DETAILS = "google/rpc/error_details.proto"
+OIP = "inference/grpc_predict_v2.proto"
+TRITON = "inference/triton_streaming.proto"
+# What the baseline holds (the --path arguments of its build), and the one command that builds it.
+SCOPE = ("protos/tfa_policy_grpc/v1", "protos/google/rpc", "protos/inference")
+BUILD = ("build", "--exclude-source-info", *(arg for path in SCOPE for arg in ("--path", path)), "-o")
+REFRESH = " ".join((".venv/bin/buf", *BUILD, str(BASELINE.relative_to(ROOT))))
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,7 +39,7 @@ def buf(*args: str, cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
     if not BUF.exists():
         pytest.fail(f"{BUF} is missing: `make install` installs buf-bin (the dev extra)")
     return subprocess.run([str(BUF), *args], cwd=cwd, capture_output=True, text=True, timeout=60,
-                          stdin=subprocess.DEVNULL)
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 def lint(cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
@@ -37,6 +48,29 @@ def lint(cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
 
 def breaking(cwd: pathlib.Path = ROOT) -> subprocess.CompletedProcess:
     return buf("breaking", "--against", str(BASELINE), cwd=cwd)
+
+
+def additions(cwd: pathlib.Path, image: pathlib.Path) -> subprocess.CompletedProcess:
+    """What protos/ (at cwd) has and the baseline lacks: buf breaking the other way round.
+
+    The protos are built into `image` with the baseline's own command; checked
+    against it, the baseline "deletes" every file, message, field, enum value
+    and RPC added since it was taken, and each deletion is reported.
+    """
+    built = buf(*BUILD, str(image), cwd=cwd)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return buf("breaking", str(BASELINE), "--against", str(image), cwd=cwd)
+
+
+def stale_baseline_message(result: subprocess.CompletedProcess) -> str:
+    return (f"protos/ has additions that {BASELINE.relative_to(ROOT)} lacks (each is listed below as "
+            "'deleted': the check runs from the baseline to the current protos).\n"
+            "Additions are published by the change that makes them: refresh the baseline in that change, "
+            "from the repository root, with\n"
+            f"    {REFRESH}\n"
+            "(see protos/baseline/README.md). Never refresh to accept an edit that `buf breaking` refuses: "
+            "that edit belongs in a new v2 package.\n\n"
+            + result.stdout + result.stderr)
 
 
 @pytest.fixture
@@ -56,6 +90,16 @@ def workspace(tmp_path: pathlib.Path):
     return edit
 
 
+def add_a_field_and_a_message(edit) -> None:
+    """Additions to the workspace's v1 protos: a field ActionRequest.buf_probe and a message BufProbe.
+
+    A field number and names that no real edit of the protos will take (the largest number protobuf allows).
+    """
+    edit(SERVICE, "  uint64 request_id = 6;\n",
+         "  uint64 request_id = 6;\n  // A new field takes a new number.\n  uint32 buf_probe = 536870911;\n")
+    edit(TYPES, "message NoneValue {}", "message NoneValue {}\n\n// New.\nmessage BufProbe {\n  string note = 1;\n}")
+
+
 def test_the_protos_pass_lint():
     result = lint()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -66,9 +110,27 @@ def test_the_protos_keep_the_v1_baseline():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_baseline_holds_the_v1_files():
+def test_the_baseline_holds_the_v1_files_and_the_vendored_protocols():
     files = buf("ls-files", str(BASELINE)).stdout.split()
-    assert files == [STATUS.replace("status", "error_details"), STATUS, SERVICE, TYPES]
+    assert files == [ERROR_DETAILS, STATUS, OIP, TRITON, SERVICE, SHARED_MEMORY, TYPES]
+
+
+def test_the_baseline_is_current(tmp_path):
+    result = additions(ROOT, tmp_path / "current.binpb")
+    assert result.returncode == 0, stale_baseline_message(result)
+
+
+def test_an_addition_without_a_refresh_fails_the_currency_check(workspace, tmp_path):
+    add_a_field_and_a_message(workspace)
+    result = additions(workspace.root, tmp_path / "current.binpb")
+    assert result.returncode != 0
+    assert 'field "536870911" with name "buf_probe" on message "ActionRequest" was deleted' in result.stdout
+    assert 'message "BufProbe" was deleted' in result.stdout
+    assert REFRESH in stale_baseline_message(result)
+
+
+def test_the_readme_gives_the_refresh_command():
+    assert REFRESH in (ROOT / "protos" / "baseline" / "README.md").read_text()
 
 
 @pytest.mark.parametrize("path, old, new, message", [
@@ -80,8 +142,13 @@ def test_the_baseline_holds_the_v1_files():
     (SERVICE, "rpc ActionStream(stream ActionRequest)", "rpc ActionStream(ActionRequest)", "client streaming"),
     (SERVICE, "optional int64 seed = 5;", "int64 seed = 5;", "changed cardinality"),
     (STATUS, "int32 code = 1;", "int64 code = 1;", 'changed type from "int32" to "int64"'),  # vendored, on the wire
+    (SHARED_MEMORY, "uint32 max_rows = 2;", "uint64 max_rows = 2;", 'changed type from "uint32" to "uint64"'),
+    (SERVICE, "Session session = 10;", "Session session = 11;", 'field "10" with name "session"'),
+    (OIP, "  rpc ModelInfer(ModelInferRequest) returns (ModelInferResponse) {}\n", "",
+     '"ModelInfer" on service "GRPCInferenceService"'),  # vendored: OIP clients generate code from it
 ], ids=["renumbered-field", "field-type", "renamed-field", "renumbered-enum-value", "removed-rpc",
-        "streaming-changed", "seed-presence", "vendored-status-field-type"])
+        "streaming-changed", "seed-presence", "vendored-status-field-type", "shared-memory-field-type",
+        "renumbered-session", "vendored-oip-removed-rpc"])
 def test_a_breaking_edit_fails_the_check(workspace, path, old, new, message):
     result = breaking(workspace(path, old, new))
     assert result.returncode != 0, f"buf breaking accepted: {old!r} -> {new!r}"
@@ -89,10 +156,7 @@ def test_a_breaking_edit_fails_the_check(workspace, path, old, new, message):
 
 
 def test_additions_pass_both_checks(workspace):
-    # Field number and names that no real edit of the protos will take (the largest number protobuf allows).
-    workspace(SERVICE, "  uint64 request_id = 6;\n",
-              "  uint64 request_id = 6;\n  // A new field takes a new number.\n  uint32 buf_probe = 536870911;\n")
-    workspace(TYPES, "message NoneValue {}", "message NoneValue {}\n\n// New.\nmessage BufProbe {\n  string note = 1;\n}")
+    add_a_field_and_a_message(workspace)
     for result in (lint(workspace.root), breaking(workspace.root)):
         assert result.returncode == 0, result.stdout + result.stderr
 

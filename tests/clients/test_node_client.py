@@ -11,7 +11,14 @@ import shutil
 import pytest
 
 from policy_server.server import BackgroundServer
-from tests.clients.checks import ROOT, check_against_python, run_client, run_json
+from tests.clients.balancing import BALANCING
+from tests.clients.checks import (
+    ROOT,
+    check_against_python,
+    check_both_actions,
+    run_client,
+    run_json,
+)
 from tests.support.fakes import EchoBackend
 
 pytestmark = pytest.mark.timeout(180)
@@ -38,6 +45,13 @@ def test_actions_and_errors_equal_the_python_clients(node, demo_server, seed):
     check_against_python(doc, demo_server.address, "cartpole")
 
 
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_stream_actions_of_both_values_equal_the_python_clients(node, demo_server, seed):
+    doc = run_json([*node, demo_server.address, BALANCING, "--seed", str(seed), "--batch", "16", "--timeout", "20"])
+    check_both_actions(doc)
+    check_against_python(doc, demo_server.address, BALANCING)
+
 def test_default_run_prints_policies_specs_episode_batch_and_errors(node, demo_server):
     out = run_client([*node, demo_server.address, "--timeout", "20"]).stdout
     for expected in ("policies at ", "  cartpole: version 0, backend tf_eager, stateless",
@@ -49,6 +63,14 @@ def test_default_run_prints_policies_specs_episode_batch_and_errors(node, demo_s
                      "field time_step.observation: ", "reason SpecMismatchError (domain tfa-policy-grpc)"):
         assert expected in out
 
+
+
+def test_the_readmes_example_output_is_what_it_prints(node, demo_server):
+    readme = (CLIENT_DIR / "README.md").read_text()
+    example = readme.split("```text\n", 1)[1].split("```", 1)[0]
+    out = run_client([*node, demo_server.address]).stdout
+    printed = [line for line in out.splitlines() if not line.startswith(f"  {BALANCING}:")]  # not a demo policy
+    assert printed == example.replace("127.0.0.1:50051", demo_server.address).splitlines()
 
 def test_the_collect_policy_runs_too(node, demo_server):
     doc = run_json([*node, demo_server.address, "cartpole_collect", "--timeout", "20"])

@@ -1,16 +1,19 @@
-"""`policy-server --config FILE.toml`: several policies with their own batching, flags over the file, clear errors."""
+"""`policy-server --config FILE.toml`: several policies with their own batching, flags over the file, clear errors,
+and the README's example."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import textwrap
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from policy_client import PolicyClient, RemoteError
-from policy_server import cli
+from policy_server import cli, config_file
 from policy_server.server import BackgroundServer
 from tests.operations.processes import policy_server
 from tests.support.fakes import echo_time_step
@@ -155,3 +158,44 @@ def test_a_config_file_server_as_a_process(tmp_path):
             PolicyClient(ready.group(2), "large", timeout=WAIT, token="").list_policies()
         assert server.stop() == 0
     assert "tokens for actor: 1" in server.stderr and actor not in server.stderr
+
+
+def readme_section(title: str) -> str:
+    """The text of README.md's `## title` section (up to the next `## ` heading)."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else None]
+
+
+def test_the_readme_example_is_a_valid_config(tmp_path, monkeypatch):
+    section = readme_section("Operating it")
+    (example,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+    document = tomllib.loads(example)
+    path = tmp_path / "serving.toml"
+    parsed = config_file.parse(document, str(path))
+    assert list(parsed.policies) == ["collect", "scripted"]
+    path.write_text(example)
+    # The settings it implies, as `policy-server --config serving.toml` builds them; the files it names
+    # (certificates, tokens) do not exist here, so security is left out, and no policy is loaded.
+    monkeypatch.chdir("/")
+    args = cli.parse_args(["--config", str(path)])
+    assert (args.tls_cert, args.tls_key) == (str(tmp_path / "certs/server.pem"), str(tmp_path / "certs/server.key"))
+    assert args.tokens_file == "/run/secrets/policy-tokens" and args.log_format == "json"
+    sources = cli.backend_sources(args)
+    config = cli.server_config(args, secured=(None, None))
+    assert list(sources) == ["collect", "scripted"]
+    assert sources["collect"]() == "/models/root/policies/collect_policy"  # a SavedModel path, loaded later
+    assert config.address == "0.0.0.0:50051" and config.metrics_port == 9090 and config.reflection is False
+    assert config.batching.max_batch_size == 64
+    collect, scripted = config.batching_for("collect"), config.batching_for("scripted")
+    assert (collect.max_batch_size, collect.max_batch_delay) == (256, 0.001)
+    assert (scripted.max_batch_size, scripted.target_latency) == (8, 0.005)
+    assert config.follow_checkpoints == {"collect": "/models/root/policies/checkpoints"}
+    assert config.follow_reverb == {}
+
+
+def test_the_readme_lists_every_server_key():
+    section = readme_section("Operating it")
+    for key in (*config_file.SERVER_KEYS, *config_file.SECURITY_KEYS):
+        assert f"`{key}`" in section, key

@@ -34,7 +34,7 @@ def test_help_documents_the_security_flags(capsys):
     for flag in SECURITY_FLAGS:
         assert flag in text
     for words in ("mTLS", "$TFA_POLICY_SERVER_TOKENS", "never from the command line", "'ROLE TOKEN' per line",
-                  "Health checking and reflection stay open"):
+                  "Health checking stays open to everyone, and so does reflection unless --no-reflection"):
         assert words in text
 
 

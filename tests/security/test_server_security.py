@@ -1,4 +1,4 @@
-"""policy_server.security without a server: the tokens table, TLS files, exposure warnings."""
+"""policy_server.security without a server: the tokens table, TLS files, the exposure warning."""
 
 from __future__ import annotations
 
@@ -104,15 +104,21 @@ def test_is_loopback(address, loopback):
     assert security.is_loopback(address) == loopback
 
 
-def test_exposure_warnings():
+def test_the_exposure_warning_is_one_line_naming_what_is_missing_and_the_flags():
     auth = TokenAuth({"actor": ACTOR})
-    assert security.exposure_warnings("127.0.0.1:0", False, None) == []
-    assert security.exposure_warnings("0.0.0.0:1", True, auth) == []
-    plaintext, open_ = security.exposure_warnings("0.0.0.0:1", False, None)
-    assert "serving plaintext on 0.0.0.0:1" in plaintext and "tokens" not in plaintext.split("(")[0]
+    assert security.exposure_warning("127.0.0.1:0", False, None) is None
+    assert security.exposure_warning("unix:/run/p.sock", False, None) is None
+    assert security.exposure_warning("0.0.0.0:1", True, auth) is None
+    both = security.exposure_warning("0.0.0.0:1", False, None)
+    assert both == ("listening on 0.0.0.0:1, beyond loopback, without TLS or tokens: anyone on the network can "
+                    "read and alter its traffic, and anyone who reaches it can act and push weights (add "
+                    "--tls-cert and --tls-key, and --tokens-file or $TFA_POLICY_SERVER_TOKENS)")
+    plaintext = security.exposure_warning("[::]:1", False, auth)
+    assert "without TLS: " in plaintext and "bearer tokens included" in plaintext
+    assert plaintext.endswith("(add --tls-cert and --tls-key)")
+    open_ = security.exposure_warning("10.0.0.5:1", True, None)
     assert "without tokens: anyone who reaches it can act and push weights" in open_
-    (plaintext_with_tokens,) = security.exposure_warnings("0.0.0.0:1", False, auth)
-    assert "bearer tokens included" in plaintext_with_tokens
+    assert open_.endswith("(add --tokens-file or $TFA_POLICY_SERVER_TOKENS)") and "TLS" not in open_
 
 
 @pytest.mark.parametrize("method, need", [

@@ -16,6 +16,7 @@ import tree
 
 from policy_client.wire import errors
 from policy_client.wire.status import truncate
+from policy_server import outcomes
 from policy_server.weights import WeightSwapper, WeightUpdate
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,30 @@ def is_checkpoint(path: str) -> bool:
     raise error  # outside the except block: TensorFlow's error is not kept as __context__
 
 
+def not_a_checkpoint(path: str) -> errors.RemoteError:
+    """The error for a path that holds no PolicySaver checkpoint: what the local policy raises.
+
+    `SavedModelPyTFEagerPolicy.update_from_checkpoint` raises TensorFlow's
+    `NotFoundError` ("Unsuccessful TensorSliceReader constructor: Failed to
+    find any matching files for <path>/variables/variables"): the answer has
+    its message and type (the client raises a `tf.errors.NotFoundError` that is
+    also an `InvalidArgumentError` naming field `path`).
+    """
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+    why = f"{truncate(repr(path), _PATH_CHARS)} is not a PolicySaver checkpoint (no variables/variables.index)"
+    prefix = os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME)
+    try:
+        tf.train.load_checkpoint(prefix)
+        local = None
+    except Exception as e:  # pylint: disable=broad-except
+        local = (type(e).__name__, e.message) if isinstance(e, tf.errors.OpError) else None
+    if local is None:  # readable, yet no index: not what PolicySaver writes
+        return errors.InvalidArgumentError(f"path: {why}", fields=(("path", why),))
+    return errors.InvalidArgumentError(local[1], fields=(("path", why),), reason=local[0],
+                                       exception_type=f"tensorflow.errors.{local[0]}")
+
+
 def path_error(path: str, error: Exception) -> errors.RemoteError:
     """The RemoteError (naming field `path`) for TensorFlow's error probing a checkpoint path."""
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -121,7 +146,9 @@ class Follower:
     async def poll_once(self) -> bool:
         """Applies newer weights if the source has any; returns whether it did."""
         current = self.swapper.backend.version
-        update = await asyncio.get_running_loop().run_in_executor(None, self.fetch, current)
+        # Through outcomes.capture: a StopIteration of the source (a Reverb iterator) cannot cross a future.
+        update = outcomes.unwrap(await asyncio.get_running_loop().run_in_executor(
+            None, outcomes.capture, lambda: self.fetch(current)))
         if update is None or update.version <= current:
             return False
         try:

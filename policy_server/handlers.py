@@ -217,8 +217,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         loop = asyncio.get_running_loop()
         if not await loop.run_in_executor(None, follow.is_checkpoint, request.path):
-            message = f"path: {request.path!r} is not a PolicySaver checkpoint (no variables/variables.index)"
-            raise errors.InvalidArgumentError(message, fields=(("path", message),))
+            raise await loop.run_in_executor(None, follow.not_a_checkpoint, request.path)
         version = request.version or await loop.run_in_executor(None, follow.checkpoint_train_step, request.path)
         version = version if version is not None else follow.checkpoint_step(request.path)
         if version is None:

@@ -5,7 +5,10 @@ weights) is made by the scheduler's loop, one at a time, between two
 batches: that loop is the policy's only lock, so no batch ever sees a mix of
 two versions. Batches of a fast policy run on the event loop itself (a thread
 hop would cost more than the call); slow ones, and all weight and state work,
-run on the scheduler's one worker thread.
+run on the scheduler's one worker thread. Every call into the policy's code
+goes through `outcomes.capture`: whatever it raises (StopIteration and
+BaseExceptions included) comes back as a value and is answered as an error,
+so no exception of a policy can stop the loop.
 """
 
 from __future__ import annotations
@@ -18,13 +21,12 @@ import logging
 import time
 from typing import Any, Callable, Protocol, Sequence
 
-import grpc
 import numpy as np
 import tree
 
-from policy_client.wire import errors, raised
-from policy_server import batching
-from policy_server.backend import Backend, UnsupportedSeedError
+from policy_client.wire import errors
+from policy_server import batching, outcomes
+from policy_server.backend import Backend
 from policy_server.batching import Request
 from policy_server.config import BatchingConfig
 from policy_server.fair_queue import FairQueue
@@ -204,7 +206,7 @@ class BatchScheduler:
                 self._exclusive.append(work)  # after the split requests in flight
                 continue
             try:
-                result = await loop.run_in_executor(self._executor, work.fn)
+                result = outcomes.unwrap(await loop.run_in_executor(self._executor, outcomes.capture, work.fn))
             except Exception as e:  # pylint: disable=broad-except
                 _settle(work.future, e)
             else:
@@ -248,10 +250,10 @@ class BatchScheduler:
         return self._recent_inference is not None and self._recent_inference < self.config.inline_threshold
 
     async def _on_worker(self, fn: Callable[[], Any]) -> Any:
-        """fn() on the event loop for a fast policy, else on the worker thread."""
+        """fn() on the event loop for a fast policy, else on the worker thread (raises what it raised)."""
         if self.inline:
-            return fn()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+            return outcomes.unwrap(outcomes.capture(fn))
+        return outcomes.unwrap(await asyncio.get_running_loop().run_in_executor(self._executor, outcomes.capture, fn))
 
     async def _run(self, batch: list[Request]) -> None:
         start = time.monotonic()
@@ -309,7 +311,7 @@ class BatchScheduler:
             _settle(piece.future, await self._on_worker(merge))
             self.stats.record_requests(1)
         except Exception as e:  # pylint: disable=broad-except
-            _settle(piece.future, _as_error(e, self.backend))
+            _settle(piece.future, outcomes.as_error(e, self.backend))
         finally:
             self._open_splits -= 1
 
@@ -318,18 +320,19 @@ class BatchScheduler:
     def _infer(self, batch: list[Request]) -> list[Any]:
         """One backend call for the batch; one outcome per request: (answer, version) or an error."""
         version = self.backend.version
+        guarded = outcomes.guarded
         if batch[0].local is not None:
-            return [_guarded(lambda: self._local(batch[0], version), self.backend)]
+            return [guarded(lambda: self._local(batch[0], version), self.backend)]
         if not self.backend.batchable:
-            return [_guarded(lambda r=r: self._direct(r, version), self.backend) for r in batch]
-        try:
-            return self._batched(batch, version)
-        except Exception as e:  # pylint: disable=broad-except
-            if len(batch) == 1:
-                return [_as_error(e, self.backend)]
-            # Keep one bad request from failing its neighbours: retry one by one.
-            logger.warning("batch of %d requests failed (%s); retrying them one by one", len(batch), e)
-            return [_guarded(lambda r=r: self._batched([r], version)[0], self.backend) for r in batch]
+            return [guarded(lambda r=r: self._direct(r, version), self.backend) for r in batch]
+        outcome = outcomes.capture(lambda: self._batched(batch, version))
+        if not isinstance(outcome, outcomes.Raised):
+            return outcome
+        if len(batch) == 1:
+            return [outcomes.as_error(outcome.error, self.backend)]
+        # Keep one bad request from failing its neighbours: retry one by one.
+        logger.warning("batch of %d requests failed (%s); retrying them one by one", len(batch), outcome.error)
+        return [guarded(lambda r=r: self._batched([r], version)[0], self.backend) for r in batch]
 
     def _direct(self, request: Request, version: int) -> Any:
         time_step, policy_state = request.unflatten(request.leaves)
@@ -371,27 +374,6 @@ def _settle(future: asyncio.Future | None, outcome: Any) -> None:
     if future is None or future.done():
         return
     if isinstance(outcome, BaseException):
-        future.set_exception(outcome)
+        future.set_exception(outcomes.portable(outcome))  # a future refuses StopIteration
     else:
         future.set_result(outcome)
-
-
-def _guarded(fn: Callable[[], Any], backend: Backend) -> Any:
-    """Returns fn(), or the error its exception is answered with."""
-    try:
-        return fn()
-    except Exception as e:  # pylint: disable=broad-except
-        return _as_error(e, backend)
-
-
-def _as_error(error: Exception, backend: Backend) -> errors.RemoteError:
-    if isinstance(error, errors.RemoteError):
-        return error
-    if isinstance(error, UnsupportedSeedError):
-        return errors.InvalidArgumentError(f"seed: {error}", fields=(("seed", str(error)),))
-    remote = raised.from_policy(error)
-    if remote.code == grpc.StatusCode.INTERNAL:
-        logger.exception("inference failed on %s backend", backend.kind, exc_info=error)
-    else:  # the policy refused its input, as it would locally: the caller gets the exception
-        logger.info("the %s policy raised %s: %s", backend.kind, type(error).__name__, error)
-    return remote

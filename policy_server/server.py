@@ -17,7 +17,7 @@ from grpc_reflection.v1alpha import reflection
 from policy_client.wire import SERVICE_NAME
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
-from policy_server import oip, rpc, security, sessions, shm
+from policy_server import oip, outcomes, rpc, security, sessions, shm
 from policy_server.logs import quiet_poller_races
 from policy_server.backend import Backend
 from policy_server.config import ServerConfig
@@ -214,7 +214,8 @@ class PolicyServer:
 
     async def _build(self, name: str, source: Any) -> Backend:
         """Builds a backend on a worker thread, saying every load_report_interval that it still loads."""
-        future = asyncio.get_running_loop().run_in_executor(None, _build, source)
+        # Through outcomes.capture: a factory's StopIteration cannot cross a future (the load would hang).
+        future = asyncio.get_running_loop().run_in_executor(None, outcomes.capture, lambda: _build(source))
         started, interval = time.monotonic(), self.config.load_report_interval or None
         try:
             while not (await asyncio.wait({future}, timeout=interval))[0]:
@@ -223,7 +224,7 @@ class PolicyServer:
         except asyncio.CancelledError:
             future.cancel()
             raise
-        return future.result()
+        return outcomes.unwrap(future.result())
 
     def _start_followers(self) -> None:
         config = self.config

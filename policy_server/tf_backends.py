@@ -17,6 +17,7 @@ from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import policy_step as ps_lib
 from tf_agents.utils import common
 
+from policy_client.wire import raised
 from policy_client.wire.standins import PolicySpecs
 from policy_server.backend import Backend, PyPolicyBackend, UnsupportedSeedError, VariableSpec, specs_of, to_numpy
 
@@ -276,6 +277,13 @@ class SavedModelBackend(_EagerVariables, Backend):
         if not batch_size:
             state = tree.map_structure(lambda s: s[0], state)
         return state
+
+    def variable_values(self) -> list[np.ndarray]:
+        try:  # saved without variables (RandomTFPolicy): SavedModelPyTFEagerPolicy.variables() raises
+            getattr(self.policy, "model_variables")
+        except AttributeError as e:
+            raise raised.from_policy(e) from None  # the client raises it as an AttributeError
+        return super().variable_values()
 
     def load_checkpoint(self, path: str) -> None:
         """Loads a PolicySaver checkpoint (`<path>/variables/variables`).

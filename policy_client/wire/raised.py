@@ -5,10 +5,11 @@ A local policy that rejects its input raises `ValueError`, `TypeError` or
 those. When the hosted policy raises, the server answers with:
 
 - a status code chosen by the exception type (`code_for`): INVALID_ARGUMENT
-  for input errors (`ValueError`, `TypeError`, `LookupError`, TensorFlow's
-  `InvalidArgumentError` and `OutOfRangeError`), UNIMPLEMENTED for
-  `NotImplementedError`, INTERNAL for anything else. Never a retryable code
-  (UNAVAILABLE, RESOURCE_EXHAUSTED, ...), so a policy error is not resent;
+  for input errors (`ValueError`, `TypeError`, `LookupError` and their
+  subclasses, TensorFlow's `InvalidArgumentError` and `OutOfRangeError`),
+  UNIMPLEMENTED for `NotImplementedError`, INTERNAL for anything else. Never
+  a retryable code (UNAVAILABLE, RESOURCE_EXHAUSTED, ...), so a policy error
+  is not resent, even when its type is `ConnectionError` or `TimeoutError`;
 - the message of the exception, unchanged;
 - `google.rpc.ErrorInfo.metadata["exception"]`: the qualified name of the
   nearest portable type in the exception's class hierarchy, e.g.
@@ -19,7 +20,16 @@ that type (`with_local_type`), so `except ValueError` and `except
 RemoteError` both catch it. Only the builtin types in `BUILTIN` and
 TensorFlow's `tf.errors` classes are rebuilt, the latter only when the client
 process has TensorFlow loaded already: a server never makes a client import
-anything.
+anything. A subclass of them travels as the nearest one (a policy's own
+`class SpecError(ValueError)` arrives as a `ValueError`); any other type
+(the policy's own `Exception` subclasses, `SystemExit`, `KeyboardInterrupt`,
+`GeneratorExit`, `ExceptionGroup`) arrives as `InternalError`, its type name
+as `reason`. Only the message travels: attributes such as `OSError.errno`,
+`KeyError.args[0]` or `StopIteration.value` are rebuilt from the message
+(the constructor of the type called with it) or left unset.
+
+A rebuilt `StopIteration` behaves as one: raised inside a generator it becomes
+`RuntimeError` (PEP 479), as the local policy's would.
 """
 
 from __future__ import annotations
@@ -34,11 +44,20 @@ from policy_client.wire import errors
 
 METADATA_KEY = "exception"
 TF_PREFIX = "tensorflow.errors."
-# Builtin exception types rebuilt on the client, most specific first.
-BUILTIN = ("KeyError", "IndexError", "LookupError", "ZeroDivisionError", "OverflowError", "FloatingPointError",
-           "ArithmeticError", "NotImplementedError", "RecursionError", "RuntimeError", "AssertionError",
-           "TypeError", "ValueError", "AttributeError")
-_INPUT_ERRORS = ("ValueError", "TypeError", "LookupError", "KeyError", "IndexError")
+# Builtin exception types rebuilt on the client (a subclass travels as its nearest one of these).
+BUILTIN = frozenset((
+    "ValueError", "UnicodeError", "UnicodeDecodeError", "UnicodeEncodeError", "UnicodeTranslateError",
+    "TypeError", "LookupError", "KeyError", "IndexError",
+    "ArithmeticError", "ZeroDivisionError", "OverflowError", "FloatingPointError",
+    "AttributeError", "NameError", "UnboundLocalError", "ImportError", "ModuleNotFoundError",
+    "RuntimeError", "NotImplementedError", "RecursionError", "AssertionError",
+    "OSError", "FileNotFoundError", "FileExistsError", "PermissionError", "IsADirectoryError",
+    "NotADirectoryError", "TimeoutError", "InterruptedError", "BlockingIOError", "ChildProcessError",
+    "ProcessLookupError", "ConnectionError", "BrokenPipeError", "ConnectionAbortedError",
+    "ConnectionRefusedError", "ConnectionResetError",
+    "MemoryError", "BufferError", "EOFError", "ReferenceError", "SystemError",
+    "StopIteration", "StopAsyncIteration"))
+_INPUT_ERRORS = (ValueError, TypeError, LookupError)
 _TF_INPUT_ERRORS = ("InvalidArgumentError", "OutOfRangeError")
 _COMBINED: dict[tuple[type, type], type] = {}
 
@@ -56,10 +75,11 @@ def portable_name(error: BaseException) -> str:
 def code_for(name: str) -> grpc.StatusCode:
     """The status code a policy's exception of portable type `name` travels with."""
     short = name.rsplit(".", 1)[-1]
-    if name.startswith("builtins.") and short in _INPUT_ERRORS or name.startswith(TF_PREFIX) and \
+    builtin = _builtin(name)
+    if builtin is not None and issubclass(builtin, _INPUT_ERRORS) or name.startswith(TF_PREFIX) and \
             short in _TF_INPUT_ERRORS:
         return grpc.StatusCode.INVALID_ARGUMENT
-    if name == "builtins.NotImplementedError":
+    if builtin is not None and issubclass(builtin, NotImplementedError):
         return grpc.StatusCode.UNIMPLEMENTED
     return grpc.StatusCode.INTERNAL
 
@@ -85,19 +105,30 @@ def with_local_type(error: errors.RemoteError) -> errors.RemoteError:
     combined = _combined(type(error), local)
     if combined is None:
         return error
-    rebuilt = combined.__new__(combined)
-    Exception.__init__(rebuilt, error.details)
+    try:
+        rebuilt = combined.__new__(combined)
+    except TypeError:  # a base whose __new__ is not the one the class got (MemoryError's free list)
+        rebuilt = BaseException.__new__(combined)
+    try:  # what the type's own constructor makes of the message (OSError.strerror, StopIteration.value, ...)
+        local.__init__(rebuilt, error.details)
+    except TypeError:  # a constructor that needs more (UnicodeDecodeError, tf.errors.OpError)
+        Exception.__init__(rebuilt, error.details)
     rebuilt.fill(error.details, error.code, error.fields, error.reason, error.exception_type)
     if hasattr(local, "error_code"):  # a tf.errors.OpError: fill what its __init__ would
         rebuilt._node_def, rebuilt._op, rebuilt._message = None, None, error.details  # pylint: disable=protected-access
-        rebuilt._error_code = error.code.value[0]  # pylint: disable=protected-access
+        rebuilt._error_code = _tf_code(local, error.code.value[0])  # pylint: disable=protected-access
         rebuilt._experimental_payloads = {}  # pylint: disable=protected-access
     return rebuilt
 
 
+def _builtin(name: str) -> type | None:
+    short = name[len("builtins."):]
+    return getattr(builtins, short) if name.startswith("builtins.") and short in BUILTIN else None
+
+
 def _resolve(name: str) -> type | None:
-    if name.startswith("builtins.") and name[len("builtins."):] in BUILTIN:
-        return getattr(builtins, name[len("builtins."):])
+    if name.startswith("builtins."):
+        return _builtin(name)
     if name.startswith(TF_PREFIX):
         return _tf_error(name[len(TF_PREFIX):])
     return None
@@ -124,3 +155,12 @@ def _combined(remote: type, local: type) -> type | None:
 
 def _message(self: Any) -> str:
     return self.details
+
+
+def _tf_code(cls: type, default: int) -> int:
+    """The error code a tf.errors class carries (its own, e.g. NOT_FOUND for NotFoundError)."""
+    impl = getattr(sys.modules.get("tensorflow.python.framework.errors_impl"), "error_code_from_exception_type", None)
+    try:
+        return int(impl(cls)) if impl is not None else default
+    except (KeyError, TypeError, ValueError):
+        return default

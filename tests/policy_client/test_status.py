@@ -35,7 +35,15 @@ def test_other_exceptions_travel_with_their_type_as_reason():
     assert isinstance(remote, errors.InvalidArgumentError) and remote.reason == "KeyError"
     assert remote.exception_type == "builtins.KeyError"
     remote = status.as_remote_error(OSError("disk"))
-    assert type(remote) is errors.InternalError and remote.reason == "OSError" and "OSError: disk" in remote.details
+    assert type(remote) is errors.InternalError and remote.reason == "OSError" and remote.details == "disk"
+    assert remote.exception_type == "builtins.OSError"
+
+    class DiskFull(Exception):
+        pass
+
+    remote = status.as_remote_error(DiskFull("disk"))  # not portable: its name goes in the message
+    assert type(remote) is errors.InternalError and remote.reason == "DiskFull" and "DiskFull: disk" in remote.details
+    assert remote.exception_type == ""
 
 
 def test_unknown_codes_keep_their_code():

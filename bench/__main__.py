@@ -18,10 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench import harness, report, workloads  # noqa: E402
+from bench import forkservers, harness, report, workloads  # noqa: E402
 
 RESULTS = harness.ROOT / "bench" / "results"
 ACTORS = (1, 4, 16)
+# The kinds whose actor RSS comes from a fresh process of its own (harness.probe_rss).
+RSS_KINDS = ("local", "remote", "remote_shm", "client", "client_shm")
 KNOBS = (("--max-batch-delay-ms 1", ("--max-batch-delay-ms",)),
          ("--min-batch-size 8 --min-batch-timeout-ms 2", ("--min-batch-size", "--min-batch-timeout-ms")),
          ("--target-latency-ms 10", ("--target-latency-ms",)))
@@ -81,9 +83,13 @@ class Bench:
             # each get their own layout, which makes every context switch dearer with more
             # processes than cores (see README, "Benchmarks").
             self.ctx.set_forkserver_preload(["grpc", "numpy", "bench.workers"])
+        # The actors that import TensorFlow (local policies, RemotePolicy) fork from a second
+        # forkserver that imported it, for the same reason (bench/forkservers.py).
+        self.tf_ctx = forkservers.context() if args.start_method == "forkserver" else self.ctx
         self.stack = contextlib.ExitStack()
         self.tmp = self.stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-"))
         self.sockets = itertools.count()
+        self.rss: dict[tuple[str, str], float] = {}
 
     def close(self) -> None:
         self.stack.close()
@@ -92,7 +98,7 @@ class Bench:
         print(f"[{time.time() - self.args.started:5.0f}s] {text}", flush=True)
 
     def pool(self, kind: str, size: int = max(ACTORS)) -> harness.Pool:
-        pool = harness.Pool(self.ctx, size, kind)
+        pool = harness.Pool(self.tf_ctx if kind in ("local", "remote") else self.ctx, size, kind)
         self.stack.callback(pool.close)
         return pool
 
@@ -119,7 +125,10 @@ class Bench:
         for n in sorted(counts, reverse=True):  # 16 first: GetStats' inference p50 then covers only its batches
             self.log(f"{workload}: {n:2d} x {kind}{' over unix:' if address.startswith('unix:') else ''}"
                      f"{f', {rows} rows per call' if rows else ''}")
-            points.append(harness.measure(pool, key, n, self.args.warmup, self.args.seconds, server, rows))
+            point = harness.measure(pool, key, n, self.args.warmup, self.args.seconds, server, rows)
+            if (kind, workload) in self.rss:  # the fresh process's RSS (see harness.probe_rss)
+                point["actor_rss_mb_forked"], point["actor_rss_mb"] = point["actor_rss_mb"], self.rss[kind, workload]
+            points.append(point)
         if kind != "local":
             pool.release(key, max(counts))
         return sorted(points, key=lambda p: p["actors"])
@@ -152,6 +161,9 @@ class Bench:
         for server in [*servers.values(), *unix_servers.values()]:
             server.ready()
         r["rss_floor_mb"] = floor.result()
+        self.log("actor RSS, each kind in a fresh process")
+        self.rss = harness.probe_rss(self.ctx, [(kind, w, "" if kind == "local" else servers[w].address)
+                                                for w in names for kind in RSS_KINDS])
         responses = {w: servers[w].response_bytes() for w in names}
         echos = {w: self.echo(responses[w]) for w in names}
         echos_unix = {w: self.echo(responses[w], unix=True) for w in names} if unix_ok else {}

@@ -234,6 +234,22 @@ def measure(pool: Pool, key: Any, n: int, warmup: float, seconds: float, server:
     return point
 
 
+def probe_rss(ctx: Any, probes: Sequence[tuple[str, str, str]]) -> dict[tuple[str, str], float]:
+    """Peak RSS (MiB) of a fresh actor process for each (kind, workload, address), after its first calls.
+
+    Each runs in a process of its own from `ctx` (the forkserver that imported only gRPC and numpy), so
+    that every library its caller maps counts, as for an actor started on its own. (The measured actors
+    of the TF rows fork from a forkserver that imported TensorFlow, and share its pages.)"""
+    pool = Pool(ctx, len(probes), "rss-probe")
+    try:
+        for q, (kind, workload, address) in zip(pool.commands, probes):
+            q.put(("prepare", (kind, workload), kind, workload, address, 0))
+        replies = pool._collect(len(probes), "ready", 600.0)  # pylint: disable=protected-access
+    finally:
+        pool.close()
+    return {(kind, workload): reply["rss_mb"] for (kind, workload, _), reply in zip(probes, replies)}
+
+
 class RssFloor:
     """A process that imports only tensorflow and tf_agents; `result()` is its peak RSS (MiB)."""
 

@@ -155,7 +155,11 @@ def workload_table(r: dict[str, Any], workload: str) -> list[str]:
 
 def markdown(r: dict[str, Any]) -> str:
     """The results as markdown tables (results.md, and the README block)."""
-    lines = [f"Machine: {r['machine']}; start method `{r['start_method']}` for every actor process; "
+    preload = (" (actors that import TensorFlow fork from a forkserver that preloaded it, the TF-free ones from "
+               "one that preloaded gRPC and numpy only: bench/forkservers.py; actor RSS is that of a fresh process "
+               "of each kind from the latter, so that every library it maps counts)" if r["start_method"] == "forkserver"
+               else "")
+    lines = [f"Machine: {r['machine']}; start method `{r['start_method']}` for every actor process{preload}; "
              f"{r['warmup_s']:g} s warm-up + {r['seconds_per_point']:g} s measured per point; "
              f"{'`--quick` (target points only); ' if r['quick'] else ''}all numbers from one run "
              f"({r.get('duration_s', 0):.0f} s). Mean batch: GetStats delta over the window. CPU: utime+stime "

@@ -76,8 +76,12 @@ class Inference:
             found = self._tensors[hosted.name] = PolicyTensors(hosted.backend.specs)
         return found
 
-    def start(self, hosted: HostedPolicy, request: oip_pb.ModelInferRequest) -> asyncio.Future:
+    def start(self, hosted: HostedPolicy, request: oip_pb.ModelInferRequest,
+              source: Hashable | None = None) -> asyncio.Future:
         """Checks and queues a request; the future resolves to its ModelInferResponse.
+
+        `source` is who sent it (a stream, a unary caller's peer): batches share
+        their rows fairly between sources (policy_server/fair_queue.py).
 
         Everything up to queueing (and taking a sequence's step in) is
         synchronous, so the steps of one sequence keep their order.
@@ -100,7 +104,7 @@ class Inference:
             if named.stateful and inputs.state is None:
                 raise invalid(named.state[0].name, "missing: the policy is recurrent; send its state/... inputs "
                                                    "(client-held state) or name a sequence with sequence_id")
-            future = self._submit(hosted, inputs.time_step + (inputs.state or []), inputs.rows)
+            future = self._submit(hosted, inputs.time_step + (inputs.state or []), inputs.rows, source)
             return asyncio.ensure_future(self._respond(hosted, request, named, wanted, future))
         if inputs.rows != 1:
             message = f"{SEQUENCE_ID}: each step of a sequence holds one row (batch 1), got {inputs.rows}"
@@ -110,16 +114,18 @@ class Inference:
         first = named.step_type_index is not None and int(inputs.time_step[named.step_type_index][0]) == _FIRST
         start = sequence.start or first
         ticket = hosted.sessions.begin(sequence.key, start, sequence.end)
-        task = asyncio.ensure_future(self._step(hosted, request, named, wanted, inputs.time_step, ticket, start))
+        task = asyncio.ensure_future(self._step(hosted, request, named, wanted, inputs.time_step, ticket, start,
+                                                 source))
         task.add_done_callback(lambda _: hosted.sessions.release(ticket))  # also when cancelled before it ran
         return task
 
     async def _step(self, hosted: HostedPolicy, request: oip_pb.ModelInferRequest, named: PolicyTensors,
-                    wanted: list[int], time_step: list[np.ndarray], ticket: Any, start: bool) -> Any:
+                    wanted: list[int], time_step: list[np.ndarray], ticket: Any, start: bool,
+                    source: Hashable | None = None) -> Any:
         n_action = len(named.outputs) - len(named.state) - _info_count(named)
 
         async def act(state: list[np.ndarray]) -> tuple[Any, Any]:
-            leaves, version = await self._submit(hosted, time_step + state, 1)
+            leaves, version = await self._submit(hosted, time_step + state, 1, source)
             new_state = [np.array(x) for x in leaves[n_action:n_action + len(named.state)]]
             return (leaves, version), new_state
 
@@ -131,7 +137,8 @@ class Inference:
         leaves, version = await future
         return _response(hosted, request, named, wanted, leaves, version)
 
-    def _submit(self, hosted: HostedPolicy, leaves: list[np.ndarray], rows: int) -> asyncio.Future:
+    def _submit(self, hosted: HostedPolicy, leaves: list[np.ndarray], rows: int,
+                source: Hashable | None = None) -> asyncio.Future:
         """Queues rows on the policy's scheduler; resolves to (PolicyStep leaves with the batch first, version).
 
         A backend that is not batchable gets a one-row request unbatched (as
@@ -142,7 +149,7 @@ class Inference:
         structure = (hosted.backend.specs.time_step_spec, hosted.backend.specs.policy_state_spec)
         unflatten = plan.unflatten if plan.usable else (lambda xs: tree.unflatten_as(structure, list(xs)))
         request = Request([x[0] for x in leaves] if unbatched else leaves, 0 if unbatched else rows, unflatten,
-                          raw=True)
+                          raw=True, source=source)
         future = hosted.scheduler.submit(request)
         if not unbatched:
             return future

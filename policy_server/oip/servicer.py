@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Hashable
 
 from policy_client.wire import errors, status
 from policy_client.wire.generated import grpc_predict_v2_pb2 as oip_pb
@@ -96,7 +96,7 @@ class OipServicer:
 
     @rpc.unary
     async def ModelInfer(self, request, context):  # noqa: N802
-        return await self._start(request, context.time_remaining())
+        return await self._start(request, context.time_remaining(), context.peer())
 
     async def ModelStreamInfer(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
         """Triton's streaming inference: one answer per request, in request order.
@@ -114,7 +114,7 @@ class OipServicer:
             try:
                 async for request in request_iterator:
                     await slots.acquire()
-                    answers.put_nowait((request, _guarded(self._start(request, None))))
+                    answers.put_nowait((request, _guarded(self._start(request, None, answers))))  # the stream: one source
             finally:
                 answers.put_nowait(None)
 
@@ -139,8 +139,10 @@ class OipServicer:
                 if item is not None:
                     item[1].cancel()
 
-    def _start(self, request: Any, patience: float | None) -> Any:
+    def _start(self, request: Any, patience: float | None, source: Hashable | None = None) -> Any:
         """Checks and queues one ModelInferRequest; returns an awaitable of its response.
+
+        `source` (a stream, or a unary caller's peer) shares batches fairly with the others.
 
         Raises (when awaited): the request's error.
         """
@@ -148,19 +150,19 @@ class OipServicer:
             return _failed(request.error())
         try:
             if self.registry.loading(request.model_name):
-                return self._start_when_loaded(request, patience)
+                return self._start_when_loaded(request, patience, source)
             hosted = self.registry.get(request.model_name)
             try:
-                return self.inference.start(hosted, request)
+                return self.inference.start(hosted, request, source)
             except errors.RemoteError:
                 hosted.stats.record_error()
                 raise
         except Exception as e:  # pylint: disable=broad-except
             return _failed(e)
 
-    async def _start_when_loaded(self, request: Any, patience: float | None) -> Any:
+    async def _start_when_loaded(self, request: Any, patience: float | None, source: Hashable | None) -> Any:
         await self.registry.wait(request.model_name, patience)
-        return await self._start(request, None)
+        return await self._start(request, None, source)
 
 
 async def _next(answers: asyncio.Queue, closing: asyncio.Future) -> Any:

@@ -288,3 +288,37 @@ def test_get_stats_shows_the_open_sessions(servers):
         request.parameters["sequence_id"].int64_param = sequence
         oip.ModelInfer(request)
     assert servers.client(server.address, "echo").stats()[0]["open_sessions"] == 2
+
+
+def test_requests_carry_their_source_for_fair_batches(servers, monkeypatch):
+    """A unary caller is its peer and a stream is one source, as on the native API (fair_queue)."""
+    import queue
+
+    from policy_client.wire.generated import triton_streaming_pb2 as stream_pb
+    from policy_server.scheduler import BatchScheduler
+
+    sources = []
+    submit = BatchScheduler.submit
+
+    def recording(self, request):
+        sources.append(request.source)
+        return submit(self, request)
+
+    monkeypatch.setattr(BatchScheduler, "submit", recording)
+    server = servers.serve({"echo": EchoBackend(stateful=False)})
+    oip = stub(servers, server.address)
+    for _ in range(2):
+        oip.ModelInfer(echo_request(np.ones((1, 3), np.float32)))
+    call = servers.channel(server.address).stream_stream(
+        "/inference.GRPCInferenceService/ModelStreamInfer", request_serializer=pb.ModelInferRequest.SerializeToString,
+        response_deserializer=stream_pb.ModelStreamInferResponse.FromString)
+    requests: queue.Queue = queue.Queue()
+    answers = call(iter(requests.get, None))
+    for _ in range(2):
+        requests.put(echo_request(np.ones((1, 3), np.float32)))
+        assert not next(answers).error_message
+    requests.put(None)
+    assert len(sources) == 4 and None not in sources
+    unary, stream = sources[:2], sources[2:]
+    assert isinstance(unary[0], str) and "127.0.0.1" in unary[0]  # the caller's peer
+    assert stream[0] is stream[1] and stream[0] not in unary

@@ -36,6 +36,7 @@ class Tally:
     lost: int = 0
     duplicated: int = 0
     crossed: int = 0
+    backwards: int = 0  # answers of an older version than one the actor already had
     longest_pause: float = 0.0
     errors: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     versions: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -43,7 +44,7 @@ class Tally:
     samples: list = dataclasses.field(default_factory=list)  # a few failure descriptions
 
     def add(self, other: "Tally") -> None:
-        for field in ("calls", "ok", "failed", "lost", "duplicated", "crossed"):
+        for field in ("calls", "ok", "failed", "lost", "duplicated", "crossed", "backwards"):
             setattr(self, field, getattr(self, field) + getattr(other, field))
         self.longest_pause = max(self.longest_pause, other.longest_pause)
         self.errors.update(other.errors)

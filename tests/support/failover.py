@@ -12,7 +12,6 @@ function kills and restarts replicas, and returns the figures.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from typing import Any, Callable, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 
 from policy_client import RemotePolicy
 from policy_client.wire import errors
+from tests.reliability.actors import Tally
 from tests.reliability.procs import ServerProcess
 
 
@@ -50,19 +50,6 @@ class Replicas:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-@dataclasses.dataclass
-class Tally:
-    calls: int = 0
-    ok: int = 0
-    failed: int = 0
-    lost: int = 0
-    wrong: int = 0
-    backwards: int = 0
-    longest_pause: float = 0.0
-    latencies: list = dataclasses.field(default_factory=list)  # (start, seconds) of answered calls
-    samples: list = dataclasses.field(default_factory=list)
 
 
 Check = Callable[[int, int, Any, int], bool]  # (actor, step, policy step, version) -> the answer is right
@@ -109,7 +96,7 @@ class FailoverActor(threading.Thread):
                     last = now
                     self.answered.set()
                 else:
-                    tally.wrong += 1
+                    tally.crossed += 1  # check() cannot tell a duplicate from a crossed answer
                     if len(tally.samples) < 5:
                         tally.samples.append(f"actor {self.index} step {step}: wrong answer {answer.action!r} "
                                              f"(version {version})")

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from examples.serving_demo import actor_context, start_server, stop_server
-from policy_server.logs import native_stderr_silenced
+from policy_server.telemetry.logs import native_stderr_silenced
 
 TABLE = "uniform_table"
 COLLECT, GREEDY = "cartpole_collect", "cartpole"

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from policy_server import logs
+from policy_server.telemetry import logs
 
 
 def main(argv: list[str] | None = None) -> int:

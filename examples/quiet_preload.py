@@ -7,6 +7,6 @@ registration errors) is silenced here, before them. `--verbose` demos skip it.
 
 import os
 
-from policy_server import logs
+from policy_server.telemetry import logs
 
 logs.quiet_libraries(verbose=os.environ.get("TFA_POLICY_DEMO_VERBOSE") == "1")

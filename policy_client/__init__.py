@@ -6,15 +6,15 @@ imported on first use.
 """
 
 from policy_client import wire
-from policy_client.channel import make_channel
+from policy_client.transport.channel import make_channel
 from policy_client.client import ActionResult, PolicyClient, PolicyInfo
-from policy_client.publisher import VariablePublisher
-from policy_client.security import TOKEN_ENV, TOKEN_FILE_ENV, tls_credentials
+from policy_client.learner.publisher import VariablePublisher
+from policy_client.transport.security import TOKEN_ENV, TOKEN_FILE_ENV, tls_credentials
 from policy_client.wire.errors import (CodecError, DeadlineExceededError, FailedPreconditionError, InternalError,
                                        InvalidArgumentError, PermissionDeniedError, PolicyGrpcError,
                                        PolicyNotFoundError, RemoteError, ResourceExhaustedError, SpecMismatchError,
                                        UnauthenticatedError, UnavailableError, UnimplementedError)
-from policy_client.wire.registry import register_namedtuple
+from policy_client.wire.namedtuples import register_namedtuple
 from policy_client.wire.standins import PolicySpecs
 
 __all__ = [

@@ -13,9 +13,11 @@ from typing import Any, Sequence
 import grpc
 import numpy as np
 
-from policy_client import security, shm, wire
-from policy_client.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, make_channel, several_addresses
-from policy_client.sender import ActionSender
+from policy_client import wire
+from policy_client.transport import security
+from policy_client.transport import shm
+from policy_client.transport.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, make_channel, several_addresses
+from policy_client.transport.sender import ActionSender
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
@@ -55,7 +57,7 @@ class PolicyClient:
     Args:
       address: gRPC target of the server (see make_channel), or a URI
         "grpcs://host:port/policy?ca=...&cert=...&key=...&server_name=...&token_file=..."
-        (or grpc:// for plaintext; see policy_client.security).
+        (or grpc:// for plaintext; see policy_client.transport.security).
       policy: the policy name; empty selects the URI's, else the server's default policy.
       timeout: seconds each call may take (its deadline), reconnection included.
       transport: "stream" (one bidi stream, lowest latency) or "unary".
@@ -69,7 +71,7 @@ class PolicyClient:
       data_plane: how conforming action requests travel once the specs are
         known: "auto" (default, or $TFA_POLICY_DATA_PLANE): through a
         shared-memory slot when the server is on this host and offers one
-        (see policy_client.shm), else over gRPC (always over gRPC for a
+        (see policy_client.transport.shm), else over gRPC (always over gRPC for a
         target of several replicas, which gRPC balances); "shm": the same, and a
         server that offers no usable slot is an error; "grpc": never shared
         memory. Everything else (specs, state, weights, requests that do not

@@ -5,7 +5,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any
 
-from policy_client import security
+from policy_client.transport import security
 
 GRPC_SCHEMES = security.URI_SCHEMES
 
@@ -21,7 +21,7 @@ def load(uri: str, **kwargs: Any) -> Any:
       holds, when not `host`), `token_file` (a file holding the bearer token),
       e.g. "grpcs://10.0.0.5:50051/cartpole?ca=/etc/tfa/ca.pem&server_name=policy.internal".
       A token is never put in a URI: without token_file it comes from
-      $TFA_POLICY_TOKEN or $TFA_POLICY_TOKEN_FILE (see policy_client.security).
+      $TFA_POLICY_TOKEN or $TFA_POLICY_TOKEN_FILE (see policy_client.transport.security).
     - anything else is a PolicySaver SavedModel directory (any tf.io.gfile
       path): a SavedModelPyTFEagerPolicy with the specs saved beside it.
 

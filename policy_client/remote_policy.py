@@ -12,7 +12,7 @@ from tf_agents.policies import py_policy
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
-from policy_client.channel import DEFAULT_TIMEOUT
+from policy_client.transport.channel import DEFAULT_TIMEOUT
 from policy_client.client import ActionResult, PolicyClient
 from policy_client.wire import tf_agents_types
 from policy_client.wire.generated import policy_service_pb2 as service_pb
@@ -38,7 +38,7 @@ class RemotePolicy(py_policy.PyPolicy):
 
     Args:
       address: gRPC target of the server, e.g. "127.0.0.1:50051", or a
-        grpc:// / grpcs:// URI (see PolicyClient and policy_client.security).
+        grpc:// / grpcs:// URI (see PolicyClient and policy_client.transport.security).
       policy: the policy name on the server; empty selects its default policy.
       timeout: deadline of each call in seconds, reconnection included.
       transport: "stream" (default, lowest latency) or "unary".

@@ -10,11 +10,12 @@ import importlib
 
 _PUBLIC = {
     "PolicyServer": "policy_server.server", "BackgroundServer": "policy_server.server",
-    "ServerConfig": "policy_server.config", "BatchingConfig": "policy_server.config",
-    "Backend": "policy_server.backend", "PyPolicyBackend": "policy_server.backend",
-    "VariableSpec": "policy_server.backend", "EagerBackend": "policy_server.tf_backends",
-    "SavedModelBackend": "policy_server.tf_backends", "GraphBackend": "policy_server.tf_backends",
-    "backend_for": "policy_server.tf_backends", "WeightUpdate": "policy_server.weights",
+    "ServerConfig": "policy_server.config", "PolicyConfig": "policy_server.config",
+    "BatchingConfig": "policy_server.config",
+    "Backend": "policy_server.backends", "PyPolicyBackend": "policy_server.backends",
+    "VariableSpec": "policy_server.backends", "backend_for": "policy_server.backends",
+    "EagerBackend": "policy_server.backends.eager", "SavedModelBackend": "policy_server.backends.saved_model",
+    "GraphBackend": "policy_server.backends.graph", "WeightUpdate": "policy_server.weights.swapper",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -8,7 +8,7 @@ from typing import Mapping
 import grpc
 
 from policy_server.security import TokenAuth
-from policy_server.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS
+from policy_server.engine.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
@@ -109,14 +109,14 @@ class ServerConfig:
       load_report_interval: seconds between "still loading" log lines of a
         policy that takes long to load (0: none).
       shared_memory: offer same-host actors a shared-memory data plane
-        (SharedMemoryService; see policy_server.shm) where the host has one.
+        (SharedMemoryService; see policy_server.shm.plane) where the host has one.
       max_sessions: server-held recurrent sessions (OIP `sequence_id`) each
         policy keeps open at once; one more is refused with RESOURCE_EXHAUSTED.
       session_idle_timeout: seconds without a step after which a session is
         freed.
       reuse_port: bind with SO_REUSEPORT, sharing the port with other
         processes doing the same (the workers of `policy-server --workers N`,
-        policy_server/workers.py); the kernel spreads connections across them.
+        policy_server/cli/supervisor.py); the kernel spreads connections across them.
       reflection: offer gRPC server reflection (what grpcurl and similar
         tools use to list services and read their schemas without the
         .proto files); False: reflection requests get UNIMPLEMENTED.

@@ -11,12 +11,12 @@ import tree
 from policy_client.wire import errors
 from policy_client.wire.status import truncate
 from policy_client.wire.step_plan import AnswerPlan, RequestPlan
-from policy_server.backend import Backend
+from policy_server.backends.base import Backend
 from policy_server.config import BatchingConfig
-from policy_server.scheduler import BatchScheduler, StepEncoder
-from policy_server.sessions import SessionTable
-from policy_server.stats import PolicyStats
-from policy_server.weights import WeightSwapper
+from policy_server.engine.scheduler import BatchScheduler, StepEncoder
+from policy_server.engine.sessions import SessionTable
+from policy_server.telemetry.stats import PolicyStats
+from policy_server.weights.swapper import WeightSwapper
 
 # Client-supplied names are echoed in errors cut to this length.
 _NAME_CHARS = 200

@@ -17,11 +17,15 @@ from grpc_reflection.v1alpha import reflection
 from policy_client.wire import SERVICE_NAME
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
-from policy_server import oip, outcomes, rpc, security, sessions, shm
-from policy_server.logs import quiet_poller_races
-from policy_server.backend import Backend
+from policy_server import oip, security
+from policy_server.engine import outcomes
+from policy_server import services as rpc
+from policy_server.engine import sessions
+from policy_server.shm import plane as shm
+from policy_server.telemetry.logs import quiet_poller_races
+from policy_server.backends.base import Backend
 from policy_server.config import ServerConfig
-from policy_server.handlers import PolicyServicer, ResponseEncoder
+from policy_server.native.servicer import PolicyServicer, ResponseEncoder
 from policy_server.registry import HostedPolicy, Registry
 
 logger = logging.getLogger(__name__)
@@ -82,7 +86,7 @@ class PolicyServer:
         self.metrics = None  # metrics.ServerMetrics when config.metrics_port is set
         self.shared_memory: shm.SharedMemoryPlane | None = None  # the same-host data plane, when offered
         if config.metrics_port is not None:
-            from policy_server import metrics  # pylint: disable=import-outside-toplevel
+            from policy_server.telemetry import metrics  # pylint: disable=import-outside-toplevel
 
             self.metrics = metrics.ServerMetrics(list(self._policies))
             self.metrics.watch(list(self._policies), lambda: list(self.registry))
@@ -230,7 +234,7 @@ class PolicyServer:
         config = self.config
         if not config.followed:
             return
-        from policy_server import follow  # pylint: disable=import-outside-toplevel
+        from policy_server.weights import followers as follow  # pylint: disable=import-outside-toplevel
 
         self.followers = [follow.CheckpointFollower(self.registry.get(name).weights, path, config.follow_interval)
                           for name, path in config.follow_checkpoints.items()]
@@ -378,6 +382,6 @@ def _build(source: Any) -> Backend:
     built = source if is_policy or not callable(source) else source()
     if isinstance(built, Backend):
         return built
-    from policy_server.tf_backends import backend_for  # pylint: disable=import-outside-toplevel
+    from policy_server.backends import backend_for  # pylint: disable=import-outside-toplevel
 
     return backend_for(built)

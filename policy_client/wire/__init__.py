@@ -19,7 +19,7 @@ from policy_client.wire.errors import (CodecError, FieldError, PolicyGrpcError, 
                                        SpecMismatchError)
 from policy_client.wire.generated import policy_service_pb2, policy_service_pb2_grpc, types_pb2
 from policy_client.wire.nests import MAX_NEST_DEPTH, nest_from_proto, nest_to_proto, write_nest
-from policy_client.wire.registry import REGISTRY, TypeRegistry, register_namedtuple
+from policy_client.wire.namedtuples import REGISTRY, TypeRegistry, register_namedtuple
 from policy_client.wire.spec_check import check_nest
 from policy_client.wire.specs import is_spec, spec_from_proto, spec_to_proto
 from policy_client.wire.standins import ArraySpec, BoundedArraySpec, PolicySpecs

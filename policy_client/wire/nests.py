@@ -18,7 +18,7 @@ import numpy as np
 from policy_client.wire import specs, tensors
 from policy_client.wire.errors import CodecError
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.registry import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
 
 # Deeper nests are refused: no policy has them, and the receiver could not parse
 # them. Every dict / named tuple level costs three levels of protobuf message

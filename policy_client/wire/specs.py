@@ -15,7 +15,7 @@ import numpy as np
 from policy_client.wire import tensors
 from policy_client.wire.errors import CodecError
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.registry import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
 
 
 def is_spec(value: Any) -> bool:

@@ -16,8 +16,8 @@ import numpy as np
 
 from policy_client.wire import tensors
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.plan import NestPlan, read_tensor
-from policy_client.wire.registry import REGISTRY, TypeRegistry
+from policy_client.wire.nest_plan import NestPlan, read_tensor
+from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
 from policy_client.wire.steps import POLICY_STEP
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from policy_client.wire import nests, specs, tensors
 from policy_client.wire.errors import CodecError
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.registry import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
 from policy_client.wire.standins import PolicySpecs
 
 TIME_STEP = "tf_agents.trajectories.time_step.TimeStep"

@@ -7,7 +7,7 @@ numpy-only stand-ins. RemotePolicy and the server call it on import.
 
 from __future__ import annotations
 
-from policy_client.wire.registry import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
 
 
 def register(registry: TypeRegistry = REGISTRY) -> None:

@@ -3,7 +3,7 @@
 - `mapping`: TF-Agents nests <-> named tensors (the one documented mapping);
 - `tensors`: OIP datatypes and raw / typed tensor contents;
 - `infer`: one ModelInferRequest through the policy's batcher (client-held
-  state, or a server-held session: `policy_server.sessions`);
+  state, or a server-held session: `policy_server.engine.sessions`);
 - `servicer`: the RPC handlers (health, metadata, ModelInfer, Triton's
   ModelStreamInfer).
 """
@@ -16,7 +16,7 @@ import grpc
 
 from policy_client.wire.generated import grpc_predict_v2_pb2 as oip_pb
 from policy_client.wire.generated import triton_streaming_pb2 as stream_pb
-from policy_server import rpc
+from policy_server import services as rpc
 from policy_server.oip.servicer import SERVICE_NAME, OipServicer
 from policy_server.registry import Registry
 

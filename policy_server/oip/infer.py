@@ -1,7 +1,7 @@
 """One ModelInferRequest through a hosted policy's batcher: checked, batched, answered as named tensors.
 
 The request's time-step leaves (and its state: sent as `state/...` inputs,
-or held by the server for a sequence, see `policy_server.sessions`) become
+or held by the server for a sequence, see `policy_server.engine.sessions`) become
 an ordinary batcher `Request`, queued on the same scheduler as the native
 Action calls, so OIP rows and native rows share batches and versions. The
 answer is the PolicyStep's leaves (`raw`), written as raw output contents.
@@ -18,7 +18,7 @@ import tree
 
 from policy_client.wire import errors
 from policy_client.wire.generated import grpc_predict_v2_pb2 as oip_pb
-from policy_server.batching import Request
+from policy_server.engine.batching import Request
 from policy_server.oip.mapping import PolicyTensors, invalid
 from policy_server.registry import HostedPolicy
 
@@ -81,7 +81,7 @@ class Inference:
         """Checks and queues a request; the future resolves to its ModelInferResponse.
 
         `source` is who sent it (a stream, a unary caller's peer): batches share
-        their rows fairly between sources (policy_server/fair_queue.py).
+        their rows fairly between sources (policy_server/engine/fair_queue.py).
 
         Everything up to queueing (and taking a sequence's step in) is
         synchronous, so the steps of one sequence keep their order.

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Callable, Hashable
 from policy_client.wire import errors, status
 from policy_client.wire.generated import grpc_predict_v2_pb2 as oip_pb
 from policy_client.wire.generated import triton_streaming_pb2 as stream_pb
-from policy_server import rpc
+from policy_server import services as rpc
 from policy_server.oip.infer import Inference
 from policy_server.registry import Registry
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policy_server import EagerBackend
-from policy_server.backend import PyPolicyBackend
+from policy_server.backends.py_policy import PyPolicyBackend
 from policy_server.server import BackgroundServer
 from tests.clients.balancing import BALANCING, BalancingPolicy
 

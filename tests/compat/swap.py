@@ -38,7 +38,10 @@ from tf_agents.policies import batched_py_policy, py_epsilon_greedy_policy, py_p
 from policy_client import RemotePolicy
 from policy_server.config import ServerConfig
 from policy_server.server import BackgroundServer, PolicyServer
-from policy_server.tf_backends import EagerBackend, GraphBackend, SavedModelBackend, backend_for
+from policy_server.backends import backend_for
+from policy_server.backends.eager import EagerBackend
+from policy_server.backends.graph import GraphBackend
+from policy_server.backends.saved_model import SavedModelBackend
 
 # Deadline of each call of the RemotePolicies the swap returns (seconds).
 TIMEOUT = 20.0

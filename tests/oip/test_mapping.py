@@ -20,7 +20,7 @@ from tf_agents.trajectories import time_step as ts
 from policy_client.wire.generated import grpc_predict_v2_pb2 as pb
 from policy_client.wire.generated import grpc_predict_v2_pb2_grpc as oip_grpc
 from policy_client.wire.standins import PolicySpecs
-from policy_server.backend import Backend
+from policy_server.backends.base import Backend
 from policy_server.oip import tensors
 from policy_server.security import TokenAuth
 from tests.support.fakes import EchoBackend, echo_time_step
@@ -295,7 +295,7 @@ def test_requests_carry_their_source_for_fair_batches(servers, monkeypatch):
     import queue
 
     from policy_client.wire.generated import triton_streaming_pb2 as stream_pb
-    from policy_server.scheduler import BatchScheduler
+    from policy_server.engine.scheduler import BatchScheduler
 
     sources = []
     submit = BatchScheduler.submit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from policy_server import cli
+from policy_server.cli import command as cli
 from policy_server.server import BackgroundServer
 from tests.support.fakes import EchoBackend
 

@@ -18,7 +18,7 @@ from tf_agents.policies import py_tf_eager_policy
 
 from policy_client import RemotePolicy, VariablePublisher
 from policy_server.config import BatchingConfig
-from policy_server.tf_backends import EagerBackend
+from policy_server.backends.eager import EagerBackend
 from tests.oip.peer import tensor, time_step_inputs
 
 pytestmark = pytest.mark.timeout(240)

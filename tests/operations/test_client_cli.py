@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policy_client import cli
+from policy_client.cli import command as cli
 from policy_server.security import TokenAuth, server_credentials
 from tests.operations.processes import ROOT
 from tests.security.certs import make_certs

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyClient, RemoteError
-from policy_server import cli, config_file
+from policy_server.cli import command as cli
+from policy_server.cli import config_file
 from policy_server.server import BackgroundServer
 from tests.operations.processes import policy_server
 from tests.support.fakes import echo_time_step

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyClient
-from policy_server import logs
+from policy_server.telemetry import logs
 from tests.operations.processes import ECHO, policy_server
 from tests.support.fakes import EchoBackend, echo_time_step
 from tests.support.servers import WAIT

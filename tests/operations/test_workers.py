@@ -1,4 +1,4 @@
-"""`policy-server --workers N`: N processes on one port, one supervisor (policy_server/workers.py).
+"""`policy-server --workers N`: N processes on one port, one supervisor (policy_server/cli/supervisor.py).
 
 The main test runs one supervisor of 2 workers on loopback and checks, in
 order: the two stdout lines come once; fresh connections are answered by
@@ -25,7 +25,9 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyClient
-from policy_server import cli, config_file, workers
+from policy_server.cli import command as cli
+from policy_server.cli import config_file
+from policy_server.cli import supervisor as workers
 from tests.operations.processes import ECHO, ROOT, policy_server
 from tests.reliability.actors import Actors
 from tests.support.fakes import echo_time_step
@@ -131,7 +133,7 @@ def test_two_workers_share_a_port_survive_a_sigkill_and_drain_on_sigterm(tmp_pat
         assert not any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in serving)
         log = server.stderr
         assert "[worker 0]: server stopped" in log and "[worker 1]: server stopped" in log, log[-3000:]
-        assert "policy_server.workers: every worker stopped" in log
+        assert "policy_server.cli.supervisor: every worker stopped" in log
         assert re.search(r"worker 0 \(pid \d+\) ended with signal SIGKILL; restarting it", log)
         # The two stdout lines came once: a restarted worker says so on stderr only.
         assert [line for line in server.stdout if line.startswith("policy-server")] == \

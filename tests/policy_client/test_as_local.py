@@ -16,9 +16,10 @@ from tf_agents.trajectories import time_step as ts
 
 from policy_client import PolicyClient, RemoteError, RemotePolicy
 from policy_client.wire import errors
-from policy_server.backend import PyPolicyBackend
+from policy_server.backends.py_policy import PyPolicyBackend
 from policy_server.server import BackgroundServer
-from policy_server.tf_backends import EagerBackend, SavedModelBackend
+from policy_server.backends.eager import EagerBackend
+from policy_server.backends.saved_model import SavedModelBackend
 from tests.policy_client.test_equivalence import assert_nests_close
 
 INT_ACTION = array_spec.BoundedArraySpec((), np.int32, 0, 9)

@@ -11,7 +11,7 @@ from tf_agents.trajectories import policy_step
 
 from policy_client import RemotePolicy
 from policy_server.server import BackgroundServer
-from policy_server.tf_backends import EagerBackend
+from policy_server.backends.eager import EagerBackend
 from tests.support.equivalence_cases import CASES, Case, sample_time_step
 
 SPEC_PROPERTIES = ["time_step_spec", "action_spec", "policy_state_spec", "info_spec",

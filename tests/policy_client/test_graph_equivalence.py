@@ -14,7 +14,7 @@ from tf_agents.utils import common
 from policy_client import RemotePolicy
 from examples.cartpole import ACTION_SPEC, OBSERVATION_SPEC, cartpole_time_step_spec
 from policy_server.server import BackgroundServer
-from policy_server.tf_backends import GraphBackend
+from policy_server.backends.graph import GraphBackend
 from tests.support.equivalence_cases import sample_time_step
 from tests.policy_client.test_equivalence import SPEC_PROPERTIES, assert_nests_close
 

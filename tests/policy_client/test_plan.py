@@ -13,7 +13,7 @@ from tf_agents.trajectories import time_step as ts
 
 from policy_client.wire import nests, steps, tf_agents_types
 from policy_client.wire.generated import policy_service_pb2 as service_pb
-from policy_client.wire.plan import NestPlan
+from policy_client.wire.nest_plan import NestPlan
 from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 
 tf_agents_types.register()

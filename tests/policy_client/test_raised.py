@@ -13,7 +13,7 @@ from tf_agents.trajectories import time_step as ts
 
 from policy_client import RemoteError, RemotePolicy
 from policy_client.wire import errors, raised, status
-from policy_server.backend import PyPolicyBackend
+from policy_server.backends.py_policy import PyPolicyBackend
 from policy_server.server import BackgroundServer
 
 

@@ -18,7 +18,8 @@ from tf_agents.trajectories import time_step as ts
 import policy_client
 from policy_client import PolicyNotFoundError, RemoteError, RemotePolicy
 from policy_server.server import BackgroundServer
-from policy_server.tf_backends import EagerBackend, SavedModelBackend
+from policy_server.backends.eager import EagerBackend
+from policy_server.backends.saved_model import SavedModelBackend
 from tests.support.fakes import EchoBackend, echo_time_step
 from tests.policy_client.test_equivalence import assert_nests_close
 

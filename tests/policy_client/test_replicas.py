@@ -8,7 +8,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2
 
 from policy_client import PolicyClient
-from policy_client.channel import several_addresses
+from policy_client.transport.channel import several_addresses
 from policy_server.server import BackgroundServer
 from tests.support.fakes import EchoBackend, echo_time_step
 from tests.support.servers import WAIT, wait_until
@@ -114,7 +114,7 @@ def test_versions_never_go_backwards_for_an_actor_across_replicas():
 
 
 def test_a_learner_pushes_to_every_replica_and_learns_what_each_serves():
-    from policy_client.fanout import FanOutPublisher  # pylint: disable=import-outside-toplevel
+    from policy_client.learner.fanout import FanOutPublisher  # pylint: disable=import-outside-toplevel
 
     replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(3)]
     try:

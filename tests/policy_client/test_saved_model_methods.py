@@ -12,7 +12,8 @@ from tf_agents.trajectories import time_step as ts
 
 from policy_client import FailedPreconditionError, InvalidArgumentError, RemoteError, RemotePolicy
 from policy_server.server import BackgroundServer
-from policy_server.tf_backends import EagerBackend, SavedModelBackend
+from policy_server.backends.eager import EagerBackend
+from policy_server.backends.saved_model import SavedModelBackend
 from tests.support.fakes import EchoBackend
 
 OBS = np.random.default_rng(4).uniform(-0.2, 0.2, size=(8, 4)).astype(np.float32)

@@ -20,7 +20,8 @@ from policy_client import VariablePublisher
 from examples import actor_learner
 from examples import cartpole as demo_policy
 from policy_server.server import BackgroundServer
-from policy_server.tf_backends import EagerBackend, SavedModelBackend
+from policy_server.backends.eager import EagerBackend
+from policy_server.backends.saved_model import SavedModelBackend
 from tests.support.fakes import EchoBackend, echo_time_step
 
 OBSERVATIONS = np.random.default_rng(0).uniform(-0.3, 0.3, size=(20, 4)).astype(np.float32)

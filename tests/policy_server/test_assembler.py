@@ -9,8 +9,8 @@ import pytest
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import types_pb2 as pb
-from policy_server.assembler import PushAssembler
-from policy_server.backend import VariableSpec
+from policy_server.weights.push import PushAssembler
+from policy_server.backends.base import VariableSpec
 from tests.support.fakes import EchoBackend
 
 SPECS = [VariableSpec("net/kernel:0", (2, 3), np.dtype(np.float32)), VariableSpec("net/bias:0", (3,), np.dtype(np.float32))]

@@ -22,9 +22,11 @@ from tf_agents.utils import common
 
 from policy_client.wire import errors as client_errors
 from examples import cartpole as demo_policy
-from policy_server.backend import PyPolicyBackend
+from policy_server.backends.py_policy import PyPolicyBackend
 from policy_server.config import BatchingConfig
-from policy_server.tf_backends import EagerBackend, GraphBackend, SavedModelBackend
+from policy_server.backends.eager import EagerBackend
+from policy_server.backends.graph import GraphBackend
+from policy_server.backends.saved_model import SavedModelBackend
 from tests.support.servers import WAIT
 
 pytestmark = pytest.mark.timeout(180)

@@ -377,7 +377,7 @@ def test_min_batch_timeout_bounds_the_wait(servers):
 
 
 def test_latency_target_moves_the_delay_within_bounds():
-    from policy_server.tuning import LatencyTarget  # pylint: disable=import-outside-toplevel
+    from policy_server.engine.latency import LatencyTarget  # pylint: disable=import-outside-toplevel
 
     target = LatencyTarget(0.010)
     assert target.delay == 0.0

@@ -7,8 +7,8 @@ import collections
 import numpy as np
 import pytest
 
-from policy_server import batching
-from policy_server.batching import Request
+from policy_server.engine import batching
+from policy_server.engine.batching import Request
 
 
 def req(rows: int, start: float = 0.0, seed: int | None = None) -> Request:

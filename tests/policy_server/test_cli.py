@@ -65,7 +65,7 @@ def test_nothing_to_serve_is_a_clear_error():
 ])
 def test_bad_policy_flags_are_clear_errors(flags, match):
     with pytest.raises(SystemExit, match=match):
-        from policy_server import cli  # pylint: disable=import-outside-toplevel
+        from policy_server.cli import command as cli  # pylint: disable=import-outside-toplevel
 
         cli.backend_sources(cli.parse_args(flags))
 
@@ -127,7 +127,7 @@ def test_demo_policy_is_served_and_sigterm_exits_zero(cartpole_tf_policy):
 SLOW_LOADING_SERVER = """
 import sys, time
 from examples import cartpole as demo_policy
-from policy_server import cli
+from policy_server.cli import command as cli
 _build = demo_policy.cartpole_q_policy
 def slow_build(*args, **kwargs):
     time.sleep(5)  # a policy that takes a while to load

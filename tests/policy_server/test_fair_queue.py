@@ -6,9 +6,9 @@ import collections
 
 import numpy as np
 
-from policy_server import batching
-from policy_server.batching import Request
-from policy_server.fair_queue import FairQueue
+from policy_server.engine import batching
+from policy_server.engine.batching import Request
+from policy_server.engine.fair_queue import FairQueue
 
 
 def req(rows: int, source=None, seed: int | None = None, tag: float = 0.0) -> Request:

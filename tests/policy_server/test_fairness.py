@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from policy_client.wire import errors
-from policy_server import shm
+from policy_server.shm import plane as shm
 from policy_server.config import BatchingConfig
-from policy_server.handlers import MAX_INFLIGHT_PER_STREAM
+from policy_server.native.servicer import MAX_INFLIGHT_PER_STREAM
 from tests.policy_server.test_batching import hold_first_batch, obs_rows, send
 from tests.support.fakes import EchoBackend, echo_time_step
 from tests.support.servers import WAIT, GatedEchoBackend, wait_for_queue_depth

@@ -26,8 +26,8 @@ from tf_agents.trajectories import time_step as ts
 
 from policy_client import PolicyClient, RemoteError, RemotePolicy
 from policy_client.wire import errors
-from policy_server import follow
-from policy_server.backend import PyPolicyBackend
+from policy_server.weights import followers as follow
+from policy_server.backends.py_policy import PyPolicyBackend
 from policy_server.config import BatchingConfig
 from policy_server.server import BackgroundServer
 

@@ -9,8 +9,8 @@ import tensorflow as tf
 
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
-from policy_server import follow
-from policy_server.validation import state_row_bytes
+from policy_server.weights import followers as follow
+from policy_server.native.messages import state_row_bytes
 from tests.support.fakes import STATE_SPEC, EchoBackend
 
 pytestmark = pytest.mark.timeout(60)

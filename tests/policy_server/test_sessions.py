@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from policy_client.wire import errors
-from policy_server.sessions import SessionTable
+from policy_server.engine.sessions import SessionTable
 
 
 class Clock:

@@ -20,7 +20,7 @@ The six defects of the issue, each with where its tests live:
 Defects the fault suite found besides, fixed, each with its regression test at the end of this file:
 A GetInitialState built a state of any batch_size (now bounded by the message limit before it is built);
 B a tiny request made the server allocate a huge fixed-width string (now refused before decoding);
-C a unary call that a stopping server cancelled was not resent (policy_client/sender.py resends it);
+C a unary call that a stopping server cancelled was not resent (policy_client/transport/sender.py resends it);
 D a broken stream left its request thread behind (its request iterator now always ends);
 E an oversized request on a shared stream failed the other callers' requests (they resend as unary calls);
 F LoadCheckpoint of a path on an unsupported filesystem answered INTERNAL (now INVALID_ARGUMENT naming path).
@@ -47,7 +47,7 @@ from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import types_pb2 as pb
 from policy_server.config import BatchingConfig
-from policy_server.handlers import MAX_INFLIGHT_PER_STREAM
+from policy_server.native.servicer import MAX_INFLIGHT_PER_STREAM
 from tests.reliability.actors import EchoActor
 from tests.reliability.procs import HelperProcess
 from tests.reliability.scenarios import stream_consumer_threads

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyClient, RemoteError, VariablePublisher
-from policy_server import cli
+from policy_server.cli import command as cli
 from tests.support.fakes import echo_time_step
 
 pytestmark = pytest.mark.timeout(180)

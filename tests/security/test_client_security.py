@@ -1,11 +1,12 @@
-"""policy_client.security without a server: URIs, local addresses, where tokens come from, what is refused."""
+"""policy_client.transport.security without a server: URIs, local addresses, where tokens come from, what is refused."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from policy_client import PolicyClient, security
+from policy_client import PolicyClient
+from policy_client.transport import security
 
 TOKEN = "s3cret-Token_0123456789~+/="
 UDS, TCP = grpc.LocalConnectionType.UDS, grpc.LocalConnectionType.LOCAL_TCP

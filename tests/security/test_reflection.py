@@ -13,7 +13,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from policy_server import cli, config_file, workers
+from policy_server.cli import command as cli
+from policy_server.cli import config_file
+from policy_server.cli import supervisor as workers
 from tests.support.fakes import EchoBackend, echo_time_step
 from tests.support.servers import WAIT
 

@@ -12,7 +12,7 @@ import pytest
 from policy_client import PolicyClient, RemotePolicy
 from policy_client.client import DATA_PLANE_ENV
 from policy_client.wire import errors
-from policy_server import shm
+from policy_server.shm import plane as shm
 from policy_server.config import BatchingConfig
 from policy_server.server import BackgroundServer
 from tests.operations.test_metrics import scrape, value

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyClient
-from policy_server import shm
+from policy_server.shm import plane as shm
 from tests.reliability.backends import VERSION_ENV
 from tests.reliability.procs import ServerProcess
 from tests.reliability.scenarios import STATELESS

@@ -18,13 +18,13 @@ import pytest
 from tf_agents.specs import array_spec
 from tf_agents.trajectories import time_step as ts
 
-from policy_client.shm import NoSlot, Slot, SlotBroken
+from policy_client.transport.shm import NoSlot, Slot, SlotBroken
 from policy_client.wire import errors, shm_layout as layout, status
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_client.wire.standins import PolicySpecs
 from policy_client.wire.step_plan import RequestPlan
-from policy_server import shm
+from policy_server.shm import plane as shm
 from policy_server.config import BatchingConfig
 from tests.support.fakes import EchoBackend, FailingBackend, echo_time_step
 from tests.support.servers import WAIT, GatedEchoBackend, wait_until
@@ -179,7 +179,7 @@ def test_a_killed_actor_frees_its_slot(servers):
     plane = server.server.shared_memory
     script = textwrap.dedent(f"""
         import grpc, sys, time
-        from policy_client.shm import Slot
+        from policy_client.transport.shm import Slot
         slot = Slot.open(grpc.insecure_channel({server.address!r}), "echo", 1, 30)
         print("attached", flush=True)
         time.sleep(60)

@@ -12,7 +12,7 @@ from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
 from policy_client.wire.standins import PolicySpecs
-from policy_server.backend import Backend, VariableSpec
+from policy_server.backends.base import Backend, VariableSpec
 
 OBSERVATION_SPEC = array_spec.ArraySpec((3,), np.float32, name="observation")
 ACTION_SPEC = array_spec.BoundedArraySpec((3,), np.float32, -1e9, 1e9, name="action")

@@ -1,0 +1,317 @@
+"""The PolicyService RPC handlers: each decodes, hands over to a policy, and answers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, AsyncIterator, Hashable, Sequence
+
+import numpy as np
+
+from policy_client.wire import errors, nests, status, steps, tensors
+from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+from policy_client.wire.step_plan import AnswerPlan
+from policy_server.weights import followers as follow
+from policy_server import services as rpc
+from policy_server.native import sessions as stream_sessions
+from policy_server.weights.push import PushAssembler
+from policy_server.config import DEFAULT_MAX_MESSAGE_BYTES
+from policy_server.registry import HostedPolicy, Registry
+from policy_server.native.messages import check_initial_state_rows, prepare_request
+from policy_server.weights.swapper import WeightUpdate
+
+logger = logging.getLogger(__name__)
+
+_END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
+# Requests of one ActionStream read and not yet answered (TorchRL's max_inflight_per_env).
+MAX_INFLIGHT_PER_STREAM = 16
+# How long a stream's request waits for its min_version (unary calls: their deadline).
+VERSION_WAIT = 10.0
+
+
+class ResponseEncoder:
+    """The scheduler's StepEncoder: each answer becomes its ActionResponse (version and id set later)."""
+
+    def __init__(self, plan: AnswerPlan):
+        self.plan = plan
+
+    def fits(self, step: Any) -> bool:
+        return self.plan.fits(step)
+
+    def encode_leaves(self, leaves: Sequence[np.ndarray]) -> service_pb.ActionResponse:
+        response = service_pb.ActionResponse()
+        self.plan.write(response.policy_step, leaves)
+        return response
+
+    def encode(self, step: Any) -> service_pb.ActionResponse:
+        response = service_pb.ActionResponse()
+        steps.write_policy_step(response.policy_step, step)
+        return response
+
+
+class PolicyServicer(service_grpc.PolicyServiceServicer):
+    """Answers PolicyService RPCs from a Registry.
+
+    Args:
+      registry: the hosted policies.
+      max_inflight_per_stream: see ActionStream.
+      max_message_bytes: the server's message size limit (ServerConfig's):
+        GetInitialState builds no state that could not be sent.
+    """
+
+    def __init__(self, registry: Registry, max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+        self.registry = registry
+        self.max_inflight_per_stream = max_inflight_per_stream
+        self.max_message_bytes = max_message_bytes
+        # The answer queue of every open ActionStream (see end_streams).
+        self._streams: set[asyncio.Queue] = set()
+        self._streams_ended = False
+
+    def end_streams(self) -> None:
+        """Ends every open ActionStream once the answers it owes are sent.
+
+        Called by the server's `stop` after the schedulers answered every
+        accepted request: each stream stops reading, sends the answers of what
+        it has read, then ends with UNAVAILABLE, so clients reconnect (to
+        another server) instead of holding the shutdown for its grace period.
+        """
+        self._streams_ended = True
+        for answers in self._streams:
+            answers.put_nowait(_END_STREAM)
+
+    @rpc.unary
+    async def ListPolicies(self, request, context):  # noqa: N802 (gRPC method names)
+        return service_pb.ListPoliciesResponse(policies=[
+            service_pb.PolicyInfo(name=h.name, version=h.backend.version, backend=h.backend.kind,
+                                  stateful=h.stateful) for h in self.registry])
+
+    @rpc.unary
+    async def GetSpecs(self, request, context):  # noqa: N802
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        return service_pb.GetSpecsResponse(specs=steps.policy_specs_to_proto(hosted.backend.specs),
+                                           version=hosted.backend.version, policy=hosted.name,
+                                           backend=hosted.backend.kind)
+
+    @rpc.unary
+    async def GetInitialState(self, request, context):  # noqa: N802
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        check_initial_state_rows(hosted, request.batch_size, self.max_message_bytes)
+        batch_size = request.batch_size or None
+        initial = hosted.backend.local_initial_state if request.input_mode == service_pb.INPUT_MODE_AS_LOCAL \
+            else hosted.backend.initial_state
+        state = await hosted.scheduler.run_exclusive(lambda: initial(batch_size))
+        return service_pb.GetInitialStateResponse(state=nests.nest_to_proto(state), version=hosted.backend.version)
+
+    @rpc.unary
+    async def Action(self, request, context):  # noqa: N802
+        try:
+            if self.registry.loading(request.policy):
+                await self.registry.wait(request.policy, context.time_remaining())
+            left = context.time_remaining()
+            # Give up waiting for a min_version early enough for the refusal to arrive in time.
+            return await self._answer(request, None if left is None else left - min(0.25, left / 4), context.peer())
+        except errors.RemoteError:
+            raise
+        except Exception as e:  # pylint: disable=broad-except
+            logger.exception("unexpected error answering an Action call")
+            raise status.as_remote_error(e) from e
+
+    async def ActionStream(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
+        """Answers each request of the stream once, in request order.
+
+        At most max_inflight_per_stream requests of one stream are read and not
+        yet answered: a client that writes without reading its answers stops
+        being read (HTTP/2 flow control holds it back), so it cannot take
+        more than its share of the server or grow its memory.
+        """
+        answers: asyncio.Queue = asyncio.Queue()
+        slots = asyncio.Semaphore(self.max_inflight_per_stream)
+        source = object()  # the scheduler shares batches fairly between streams
+
+        async def read() -> None:
+            requests = request_iterator.__aiter__()
+            try:
+                while True:
+                    await slots.acquire()
+                    request = await requests.__anext__()
+                    answers.put_nowait((request, self._start(request, source=source)))
+            except StopAsyncIteration:
+                pass
+            finally:
+                answers.put_nowait(None)
+
+        if self._streams_ended:
+            await status.abort(context, errors.UnavailableError("the server is shutting down"))
+        reader = asyncio.ensure_future(read())
+        self._streams.add(answers)
+        try:
+            while (item := await answers.get()) is not None:
+                if item is not _END_STREAM:
+                    yield await self._finish_in_stream(*item)
+                    slots.release()
+                    continue
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
+                # What was read after the schedulers closed is answered UNAVAILABLE.
+                while not answers.empty() and (item := answers.get_nowait()) is not None:
+                    if item is not _END_STREAM:
+                        yield await self._finish_in_stream(*item)
+                await status.abort(context, errors.UnavailableError("the server is shutting down"))
+        finally:
+            self._streams.discard(answers)
+            reader.cancel()
+            # The client went away: answers it will never read are dropped, their
+            # errors too (else asyncio reports each one as never retrieved).
+            while not answers.empty():
+                item = answers.get_nowait()
+                if isinstance(item, tuple):
+                    item[1].add_done_callback(_drop_outcome)
+
+    @rpc.unary
+    async def GetStats(self, request, context):  # noqa: N802
+        policies = [await self.registry.wait(request.policy, context.time_remaining())] if request.policy \
+            else list(self.registry)
+        return service_pb.GetStatsResponse(policies=[stats_proto(h) for h in policies])
+
+    async def PushVariables(self, request_iterator, context):  # noqa: N802
+        """Checks a whole push, then hands it to the policy's weight swapper."""
+        try:
+            hosted, version, assembler = None, 0, None
+            async for request in request_iterator:
+                if isinstance(request, rpc.Malformed):
+                    raise request.error()
+                if assembler is None:
+                    hosted = await self.registry.wait(request.policy, context.time_remaining())
+                    version = request.version
+                    hosted.weights.check_version(version)
+                    assembler = PushAssembler(hosted.weights.variable_specs(), request.num_variables)
+                for piece in request.slices:
+                    assembler.add(piece)
+            if assembler is None:
+                raise errors.InvalidArgumentError("empty push: no PushVariablesRequest received")
+            values = assembler.values()
+            update = WeightUpdate(version=version, source="push", values=values, num_bytes=assembler.num_bytes)
+            served = await hosted.weights.apply(update)
+            return service_pb.PushVariablesResponse(version=served, num_variables=len(values),
+                                                    num_bytes=assembler.num_bytes)
+        except errors.RemoteError as e:
+            await status.abort(context, e)
+
+    @rpc.unary
+    async def GetVariables(self, request, context):  # noqa: N802
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        specs = hosted.backend.variable_specs()
+        values = await hosted.scheduler.run_exclusive(hosted.backend.variable_values) \
+            if request.include_values else [None] * len(specs)
+        response = service_pb.GetVariablesResponse(version=hosted.backend.version)
+        for index, (spec, value) in enumerate(zip(specs, values)):
+            info = response.variables.add(index=index, name=spec.name, dtype=tensors.dtype_to_proto(spec.dtype)[0],
+                                          shape=spec.shape)
+            if value is not None:
+                tensors.write_array(info.value, value)
+        return response
+
+    @rpc.unary
+    async def LoadCheckpoint(self, request, context):  # noqa: N802
+        """Loads a PolicySaver checkpoint from the server's filesystem, as a weight update."""
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, follow.is_checkpoint, request.path):
+            raise await loop.run_in_executor(None, follow.not_a_checkpoint, request.path)
+        version = request.version or await loop.run_in_executor(None, follow.checkpoint_train_step, request.path)
+        version = version if version is not None else follow.checkpoint_step(request.path)
+        if version is None:
+            message = ("version: 0 takes the checkpoint's train step, but it holds none and its name "
+                       "(policy_checkpoint_<step>) gives none either")
+            raise errors.InvalidArgumentError(message, fields=(("version", message),))
+        update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
+        return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
+
+    def _start(self, request: Any, patience: float | None = None, source: Hashable = None) -> asyncio.Future:
+        """Validates and queues one action request of `source` (its stream or peer); never raises.
+
+        A request for a policy that is still loading waits for it (up to
+        LOADING_WAIT, then UNAVAILABLE, which clients retry); its answer keeps
+        its place in the stream.
+
+        Returns:
+          The future of (response, version), or of the error to answer with.
+        """
+        try:
+            if isinstance(request, rpc.Malformed):
+                raise request.error()
+            if self.registry.loading(request.policy):
+                return asyncio.ensure_future(self._start_when_loaded(request, source))
+            hosted = self.registry.get(request.policy)
+            if request.min_version and request.min_version > hosted.backend.version:
+                return asyncio.ensure_future(self._start_when_version(hosted, request, patience, source))
+            try:
+                if request.HasField("session"):  # server-held state: see stream_sessions
+                    return stream_sessions.start(hosted, request)
+                prepared = prepare_request(hosted, request)
+            except errors.RemoteError:
+                hosted.stats.record_error()
+                raise
+            prepared.source = source
+            return hosted.scheduler.submit(prepared)
+        except Exception as e:  # pylint: disable=broad-except
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(e)
+            return future
+
+    async def _start_when_loaded(self, request: service_pb.ActionRequest, source: Hashable) -> Any:
+        await self.registry.wait(request.policy, None)
+        return await self._start(request, source=source)
+
+    async def _start_when_version(self, hosted: HostedPolicy, request: service_pb.ActionRequest,
+                                  patience: float | None, source: Hashable) -> Any:
+        """Waits up to `patience` seconds (the call's time left; VERSION_WAIT on streams) for the
+        policy to reach the request's min_version (polling: a rare wait), then queues it."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + (patience if patience is not None else VERSION_WAIT)
+        while hosted.backend.version < request.min_version:
+            if loop.time() >= give_up:
+                message = (f"min_version: the served version {hosted.backend.version} of {hosted.name!r} is older "
+                           f"than the {request.min_version} asked for")
+                raise errors.FailedPreconditionError(message, fields=(("min_version", message),))
+            await asyncio.sleep(0.02)
+        return await self._start(request, source=source)
+
+    async def _answer(self, request: service_pb.ActionRequest, patience: float | None,
+                      source: Hashable) -> service_pb.ActionResponse:
+        response, version = await self._start(request, patience, source)
+        response.version = version
+        response.request_id = request.request_id
+        return response
+
+    async def _finish_in_stream(self, request: Any, future: asyncio.Future) -> service_pb.ActionResponse:
+        request_id = getattr(request, "request_id", 0)
+        try:
+            response, version = await future
+        except Exception as e:  # pylint: disable=broad-except
+            if not isinstance(e, errors.RemoteError):
+                logger.exception("unexpected error answering request %d", request_id)
+            return service_pb.ActionResponse(request_id=request_id,
+                                             error=status.to_status(e, status.MAX_STREAM_MESSAGE_CHARS))
+        response.version = version
+        response.request_id = request_id
+        return response
+
+
+def _drop_outcome(future: asyncio.Future) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+def stats_proto(hosted: HostedPolicy) -> service_pb.PolicyStats:
+    """The PolicyStats message of one hosted policy."""
+    snap = hosted.stats.snapshot()
+    return service_pb.PolicyStats(
+        policy=hosted.name, version=hosted.backend.version, requests=snap.requests, rows=snap.rows,
+        batches=snap.batches, mean_batch_size=snap.mean_batch_size, errors=snap.errors,
+        queue_wait_ms_p50=snap.queue_wait_ms_p50, queue_wait_ms_p99=snap.queue_wait_ms_p99,
+        inference_ms_p50=snap.inference_ms_p50, inference_ms_p99=snap.inference_ms_p99,
+        queue_depth=hosted.scheduler.queue_depth, open_sessions=hosted.sessions.open,
+        shared_memory_slots=hosted.shared_memory_slots)

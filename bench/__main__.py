@@ -82,7 +82,7 @@ class Bench:
             # TF-free actors must stay free of it), so they share its memory layout. Spawned actors
             # each get their own layout, which makes every context switch dearer with more
             # processes than cores (see README, "Benchmarks").
-            self.ctx.set_forkserver_preload(["grpc", "numpy", "bench.workers"])
+            self.ctx.set_forkserver_preload(["grpc", "numpy", "bench.processes"])
         # The actors that import TensorFlow (local policies, RemotePolicy) fork from a second
         # forkserver that imported it, for the same reason (bench/forkservers.py).
         self.tf_ctx = forkservers.context() if args.start_method == "forkserver" else self.ctx
@@ -216,7 +216,7 @@ class Bench:
                                                    unix_servers[w])[0]
                 out["unix"]["echo"] = self.point(light["echo"], "echo", w, echos_unix[w].address, (16,),
                                                  echos_unix[w])[0]
-            out["server_rss_mb"] = harness.workers.peak_rss_mb(servers[w].pid)
+            out["server_rss_mb"] = harness.processes.peak_rss_mb(servers[w].pid)
         self.close()  # every server and actor stopped before the peer starts its own
         for w in names:
             counts = ((16,) if args.peer_in_quick else ()) if quick else ACTORS

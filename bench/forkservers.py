@@ -32,7 +32,7 @@ from multiprocessing import (
 from typing import Any
 
 # What the TF actors import, in the order they import it.
-TF_PRELOAD = ("grpc", "numpy", "bench.workers", "tensorflow", "tf_agents.policies.py_tf_eager_policy",
+TF_PRELOAD = ("grpc", "numpy", "bench.processes", "tensorflow", "tf_agents.policies.py_tf_eager_policy",
               "tf_agents.trajectories.time_step", "policy_client")
 
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from bench import workers, workloads
+from bench import processes, workloads
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PEER_PYTHON = ROOT / ".venv-torchrl" / "bin" / "python"
@@ -30,7 +30,7 @@ class Pool:
         self.name = name
         self.results = ctx.Queue()
         self.commands = [ctx.Queue() for _ in range(size)]
-        self.procs = [ctx.Process(target=workers.actor, args=(i, q, self.results), daemon=True,
+        self.procs = [ctx.Process(target=processes.actor, args=(i, q, self.results), daemon=True,
                                   name=f"bench-{name}-{i}") for i, q in enumerate(self.commands)]
         for proc in self.procs:
             proc.start()
@@ -176,7 +176,7 @@ class EchoServer:
     def __init__(self, ctx: Any, response: bytes, unix_path: str | None = None):
         self.stop_event, ports = ctx.Event(), ctx.Queue()
         bind = f"unix:{unix_path}" if unix_path else "127.0.0.1:0"
-        self.proc = ctx.Process(target=workers.serve_echo, args=(bind, response, ports, self.stop_event),
+        self.proc = ctx.Process(target=processes.serve_echo, args=(bind, response, ports, self.stop_event),
                                 daemon=True, name="bench-echo-server")
         self.proc.start()
         self.pid = self.proc.pid
@@ -203,10 +203,10 @@ def measure(pool: Pool, key: Any, n: int, warmup: float, seconds: float, server:
     start_at = time.time() + 0.3
     pool.start_run(key, n, start_at, warmup, seconds)
     time.sleep(max(0.0, start_at + warmup - time.time()))
-    cpu0, machine0 = workers.cpu_seconds(server.pid) if server else 0.0, workers.machine_ticks()
+    cpu0, machine0 = processes.cpu_seconds(server.pid) if server else 0.0, processes.machine_ticks()
     stats0 = server.stats() if isinstance(server, Server) else None
     time.sleep(max(0.0, start_at + warmup + seconds - time.time()))
-    cpu1, machine1 = workers.cpu_seconds(server.pid) if server else 0.0, workers.machine_ticks()
+    cpu1, machine1 = processes.cpu_seconds(server.pid) if server else 0.0, processes.machine_ticks()
     stats1 = server.stats() if isinstance(server, Server) else None
     outcomes = pool.finish_run(n, timeout=warmup + seconds + 120)
     latencies = np.concatenate([o["latencies"] for o in outcomes]).astype(np.float64)
@@ -220,12 +220,12 @@ def measure(pool: Pool, key: Any, n: int, warmup: float, seconds: float, server:
              "actor_rss_mb": float(np.mean(rss)), "actor_rss_mb_max": float(np.max(rss)),
              "tensorflow_imported": any(o["tensorflow_imported"] for o in outcomes)}
     # Everything else the machine ran in the window (other users, this harness): > 0.05 is a contended point.
-    busy, total = ((a - b) / workers.TICKS for a, b in zip(machine1, machine0))
+    busy, total = ((a - b) / processes.TICKS for a, b in zip(machine1, machine0))
     ours = sum(o["cpu_s"] for o in outcomes) + (cpu1 - cpu0)
     point["foreign_cpu_share"] = max(0.0, busy - ours) / total if total > 0 else None
     if server:
         point["server_cpu_us_per_action"] = (cpu1 - cpu0) / max(actions, 1) * 1e6
-        point["server_rss_mb"] = workers.peak_rss_mb(server.pid)
+        point["server_rss_mb"] = processes.peak_rss_mb(server.pid)
     if stats1 is not None:
         batches = stats1["batches"] - stats0["batches"]
         point["mean_batch_size"] = (stats1["rows"] - stats0["rows"]) / batches if batches else None
@@ -255,7 +255,7 @@ class RssFloor:
 
     def __init__(self, ctx: Any):
         self.results = ctx.Queue()
-        self.proc = ctx.Process(target=workers.rss_floor, args=(self.results,), daemon=True, name="bench-rss-floor")
+        self.proc = ctx.Process(target=processes.rss_floor, args=(self.results,), daemon=True, name="bench-rss-floor")
         self.proc.start()
         self.value: float | None = None
 

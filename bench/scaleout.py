@@ -32,7 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench import harness, workers  # noqa: E402
+from bench import harness, processes  # noqa: E402
 
 RESULTS = harness.ROOT / "bench" / "results"
 WORKLOAD = "cartpole"
@@ -51,7 +51,7 @@ def _cpu(pids: Sequence[int]) -> list[float]:
     out = []
     for pid in pids:
         try:
-            out.append(workers.cpu_seconds(pid))
+            out.append(processes.cpu_seconds(pid))
         except (FileNotFoundError, ProcessLookupError):
             out.append(0.0)
     return out
@@ -71,15 +71,15 @@ def point(pool: harness.Pool, label: str, address: str, servers: Sequence[harnes
     start_at = time.time() + 0.3
     pool.start_run(key, n, start_at, args.warmup, args.seconds)
     time.sleep(max(0.0, start_at + args.warmup - time.time()))
-    cpu0, machine0, requests0 = _cpu(pids), workers.machine_ticks(), _requests(servers)
+    cpu0, machine0, requests0 = _cpu(pids), processes.machine_ticks(), _requests(servers)
     time.sleep(max(0.0, start_at + args.warmup + args.seconds - time.time()))
-    cpu1, machine1, requests1 = _cpu(pids), workers.machine_ticks(), _requests(servers)
+    cpu1, machine1, requests1 = _cpu(pids), processes.machine_ticks(), _requests(servers)
     outcomes = pool.finish_run(n, timeout=args.warmup + args.seconds + 120)
     pool.release(key, n)
     latencies = np.concatenate([o["latencies"] for o in outcomes]).astype(np.float64)
     actions = len(latencies)
     cpu = [b - a for a, b in zip(cpu0, cpu1)]
-    busy, total = ((b - a) / workers.TICKS for a, b in zip(machine0, machine1))
+    busy, total = ((b - a) / processes.TICKS for a, b in zip(machine0, machine1))
     ours = sum(o["cpu_s"] for o in outcomes) + sum(cpu)
     if share_by == "requests":
         done = [b - a for a, b in zip(requests0, requests1)]
@@ -116,7 +116,7 @@ def markdown(r: dict[str, Any]) -> str:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     ctx = multiprocessing.get_context(args.start_method)
     if args.start_method == "forkserver":
-        ctx.set_forkserver_preload(["grpc", "numpy", "bench.workers"])
+        ctx.set_forkserver_preload(["grpc", "numpy", "bench.processes"])
     started, servers = time.time(), []
     pool = None
     try:

@@ -16,9 +16,9 @@ import numpy as np
 from policy_client import wire
 from policy_client.transport import security
 from policy_client.transport import shm
-from policy_client.transport.channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_TIMEOUT, make_channel, several_addresses
+from policy_client.transport.channel import DEFAULT_TIMEOUT, make_channel, several_addresses
 from policy_client.transport.sender import ActionSender
-from policy_client.wire import errors, status
+from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.standins import PolicySpecs

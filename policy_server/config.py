@@ -7,10 +7,11 @@ from typing import Mapping
 
 import grpc
 
+from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES
+
 from policy_server.security import TokenAuth
 from policy_server.engine.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,9 +45,9 @@ class BatchingConfig:
         waiting. It replaces max_batch_delay.
       inline_threshold: seconds. While the policy's recent batches took less
         than this, a batch runs on the event loop itself: handing it to the
-        worker thread and back costs more than such a call. Slower policies
-        run on the worker thread, so the server goes on reading requests
-        meanwhile. 0 always uses the worker thread.
+        inference thread and back costs more than such a call. Slower policies
+        run on the inference thread, so the server goes on reading requests
+        meanwhile. 0 always uses the inference thread.
     """
 
     max_batch_size: int = 64

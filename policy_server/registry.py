@@ -40,13 +40,13 @@ class HostedPolicy:
 
     @classmethod
     def create(cls, name: str, backend: Backend, config: BatchingConfig,
-               encoder: Callable[[AnswerPlan], StepEncoder] | None = None) -> "HostedPolicy":
+               encoder: Callable[[AnswerPlan], StepEncoder]) -> "HostedPolicy":
         """Hosts `backend`; `encoder` builds the scheduler's StepEncoder from the answer plan."""
         specs = backend.specs
         request_plan = RequestPlan(specs.time_step_spec, specs.policy_state_spec)
         answer_plan = AnswerPlan(specs.action_spec, specs.policy_state_spec, specs.info_spec)
         stats = PolicyStats()
-        scheduler = BatchScheduler(backend, config, stats, encoder=encoder(answer_plan) if encoder else None)
+        scheduler = BatchScheduler(backend, config, stats, encoder=encoder(answer_plan))
         return cls(name, backend, scheduler, WeightSwapper(name, backend, scheduler), stats,
                    request_plan, answer_plan)
 
@@ -115,8 +115,8 @@ class Registry:
             return hosted
         shown = truncate(repr(name), _NAME_CHARS)
         if name not in self._expected:
-            raise errors.PolicyNotFoundError(f"no policy named {shown}; this server hosts {sorted(self._expected)}",
-                                             fields=(("policy", "no such policy"),))
+            raise errors.PolicyNotFoundError.at("policy", "no such policy", details=f"no policy named {shown}; this "
+                                                f"server hosts {sorted(self._expected)}")
         if self._closed:
             raise errors.UnavailableError("the server is shutting down")
         if self._failure is not None:

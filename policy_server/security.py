@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import logging
 import os
 import re
@@ -38,6 +37,7 @@ from typing import Any, Iterable, Mapping
 import grpc
 
 from policy_client.wire import SERVICE_NAME, errors, status
+from policy_client.wire.addresses import is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -226,19 +226,6 @@ def _read_pem(path: str, what: str, marker: str) -> bytes:
     if b"-----BEGIN " not in data or f"{marker}-----".encode() not in data:
         raise ValueError(f"{what}: {path!r} holds no PEM {marker.lower()}")
     return data
-
-
-def is_loopback(address: str) -> bool:
-    """Whether a bind address ("host:port", "[v6]:port", "unix:PATH") is reachable from this host only."""
-    if address.startswith(("unix:", "unix-abstract:")):
-        return True
-    host = address.rsplit(":", 1)[0].strip("[]") if ":" in address else address
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def exposure_warning(address: str, tls: bool, auth: TokenAuth | None) -> str | None:

@@ -17,16 +17,16 @@ from grpc_reflection.v1alpha import reflection
 from policy_client.wire import SERVICE_NAME
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
-from policy_server import oip, security
-from policy_server.engine import outcomes
-from policy_server import services as rpc
-from policy_server.engine import sessions
-from policy_server.shm import plane as shm
-from policy_server.telemetry.logs import quiet_poller_races
+from policy_server import oip, security, services
+from policy_server.admission import Admission
 from policy_server.backends.base import Backend
 from policy_server.config import ServerConfig
-from policy_server.native.servicer import PolicyServicer, ResponseEncoder
+from policy_server.engine import outcomes, sessions
+from policy_server.native.messages import ResponseEncoder
+from policy_server.native.servicer import PolicyServicer
 from policy_server.registry import HostedPolicy, Registry
+from policy_server.shm import plane as shm
+from policy_server.telemetry.logs import quiet_poller_races
 
 logger = logging.getLogger(__name__)
 SHM_SERVICE_NAME = shm_pb.DESCRIPTOR.services_by_name["SharedMemoryService"].full_name
@@ -48,7 +48,7 @@ class PolicyServer:
     Args:
       policies: name -> a backend, a policy (any PyPolicy, a TFPolicy, a
         PolicySaver SavedModel path; see tf_backends.backend_for), or a
-        function building either (called on a worker thread after the port is
+        function building either (called on a thread of the event loop's executor after the port is
         open); the first is the default policy.
       config: how the server runs (address, batching, limits, followers).
 
@@ -72,6 +72,7 @@ class PolicyServer:
                          ("grpc.max_send_message_length", config.max_message_bytes),
                          ("grpc.so_reuseport", int(config.reuse_port))]
         self.registry = Registry()
+        self.admission = Admission(self.registry)
         self.health = HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._stats_task: asyncio.Task | None = None
@@ -106,19 +107,19 @@ class PolicyServer:
         if self.metrics is not None:  # first: it also counts the calls the token check refuses
             interceptors.insert(0, self.metrics.interceptor())
         self._server = grpc.aio.server(options=self._options, interceptors=interceptors)
-        self._servicer = PolicyServicer(self.registry, max_message_bytes=self.config.max_message_bytes)
-        rpc.add_to_server(self._servicer, self._server)
-        services = [SERVICE_NAME, oip.add_to_server(self._server, self.registry)]
+        self._servicer = PolicyServicer(self.registry, self.admission, max_message_bytes=self.config.max_message_bytes)
+        services.add_to_server(self._servicer, self._server)
+        names = [SERVICE_NAME, oip.add_to_server(self._server, self.registry, self.admission)]
         if self.config.shared_memory and shm.available():
-            self.shared_memory = shm.SharedMemoryPlane(self.registry, on_request=self._count_shm,
+            self.shared_memory = shm.SharedMemoryPlane(self.registry, self.admission, on_request=self._count_shm,
                                                        max_message_bytes=self.config.max_message_bytes)
             self.shared_memory.start()
             shm_grpc.add_SharedMemoryServiceServicer_to_server(self.shared_memory, self._server)
-            services.append(SHM_SERVICE_NAME)
+            names.append(SHM_SERVICE_NAME)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         if self.config.reflection:
             reflection.enable_server_reflection(
-                (*services, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
                  reflection.SERVICE_NAME), self._server)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address, tls = self.config.address, self.config.credentials is not None
@@ -217,7 +218,7 @@ class PolicyServer:
             self._stats_task = asyncio.ensure_future(self._log_stats())
 
     async def _build(self, name: str, source: Any) -> Backend:
-        """Builds a backend on a worker thread, saying every load_report_interval that it still loads."""
+        """Builds a backend on an executor thread, saying every load_report_interval that it still loads."""
         # Through outcomes.capture: a factory's StopIteration cannot cross a future (the load would hang).
         future = asyncio.get_running_loop().run_in_executor(None, outcomes.capture, lambda: _build(source))
         started, interval = time.monotonic(), self.config.load_report_interval or None

@@ -7,10 +7,9 @@ from typing import Any, Sequence
 
 import grpc
 
-from policy_client.wire import SERVICE_NAME
+from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, SERVICE_NAME
 
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # gRPC's reconnect backoff grows to 120 s by default: a replica (or server) back after a long outage would
 # get no pushes and no calls from a channel that last tried it long ago. 5 s bounds that.
 MAX_RECONNECT_BACKOFF_MS = 5000
@@ -22,7 +21,6 @@ METHOD_CONFIG = [{
     "retryPolicy": {"maxAttempts": 5, "initialBackoff": "0.1s", "maxBackoff": "2s",
                     "backoffMultiplier": 2, "retryableStatusCodes": ["UNAVAILABLE"]},
 }]
-SERVICE_CONFIG = json.dumps({"methodConfig": METHOD_CONFIG})
 
 
 def service_config(load_balancing: str | None) -> str:

@@ -24,13 +24,14 @@ sent: use TLS.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import re
 import urllib.parse
 from typing import Any, Mapping
 
 import grpc
+
+from policy_client.wire.addresses import host_of, is_loopback_host
 
 TOKEN_ENV = "TFA_POLICY_TOKEN"
 TOKEN_FILE_ENV = "TFA_POLICY_TOKEN_FILE"
@@ -153,28 +154,13 @@ def local_connection_type(target: str) -> grpc.LocalConnectionType | None:
     if target.startswith(("unix:", "unix-abstract:")):
         return grpc.LocalConnectionType.UDS
     if target.startswith(("ipv4:", "ipv6:")):
-        hosts = [_host(part) for part in target.partition(":")[2].split(",")]
+        hosts = [host_of(part) for part in target.partition(":")[2].split(",")]
     elif target.startswith("dns:"):
         rest = target[len("dns:"):]
-        hosts = [_host(rest[2:].partition("/")[2] if rest.startswith("//") else rest)]
+        hosts = [host_of(rest[2:].partition("/")[2] if rest.startswith("//") else rest)]
     else:
-        hosts = [_host(target)]
-    return grpc.LocalConnectionType.LOCAL_TCP if hosts and all(map(_is_loopback, hosts)) else None
-
-
-def _host(host_port: str) -> str:
-    if host_port.startswith("["):
-        return host_port[1:].partition("]")[0]
-    return host_port.rsplit(":", 1)[0] if host_port.count(":") == 1 else host_port
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        hosts = [host_of(target)]
+    return grpc.LocalConnectionType.LOCAL_TCP if hosts and all(map(is_loopback_host, hosts)) else None
 
 
 def with_token(target: str, credentials: grpc.ChannelCredentials | None, token: str,

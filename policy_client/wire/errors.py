@@ -10,7 +10,7 @@ catches them unchanged.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import grpc
 
@@ -61,6 +61,18 @@ class RemoteError(PolicyGrpcError):
                  fields: Sequence[tuple[str, str]] = (), reason: str = "", exception_type: str = ""):
         super().__init__(details)
         self.fill(details, code, fields, reason, exception_type)
+
+    @classmethod
+    def at(cls, field: str, text: str, *, details: str | None = None, **kwargs: Any) -> "RemoteError":
+        """The error about one field: the message "FIELD: TEXT", and one field violation (FIELD, TEXT).
+
+        Args:
+          field: the path of the offending field, e.g. "time_step.observation" or "seed".
+          text: what is wrong with it (without the field's name).
+          details: the message, when it is not "FIELD: TEXT".
+          **kwargs: `reason`, `exception_type`.
+        """
+        return cls(f"{field}: {text}" if details is None else details, fields=((field, text),), **kwargs)
 
     def fill(self, details: str, code: grpc.StatusCode | None, fields: Sequence[tuple[str, str]],
              reason: str, exception_type: str) -> None:

@@ -8,7 +8,7 @@ TF-Agents' own info tuples come back as themselves); and otherwise with a
 plain `collections.namedtuple` made from the names it received. Nothing is
 imported on a peer's word.
 
-The default registry knows the numpy-only stand-ins of `standins` under
+The default table (NAMED_TYPES) knows the numpy-only stand-ins of `standins` under
 TF-Agents' names. `tf_agents_types.register()` adds TF-Agents' own classes
 (RemotePolicy and the server call it); users register their own info or
 state tuples with `register_namedtuple`.
@@ -29,7 +29,7 @@ from policy_client.wire.errors import CodecError
 _MAX_DYNAMIC = 1024
 
 
-class TypeRegistry:
+class NamedTupleTypes:
     """Named tuple classes by wire name, and the classes specs decode into."""
 
     def __init__(self) -> None:
@@ -118,13 +118,13 @@ def _imported_namedtuple(name: str, fields: tuple[str, ...]) -> type | None:
     return None
 
 
-REGISTRY = TypeRegistry()
+NAMED_TYPES = NamedTupleTypes()
 for _cls, _name in ((standins.TimeStep, "tf_agents.trajectories.time_step.TimeStep"),
                     (standins.PolicyStep, "tf_agents.trajectories.policy_step.PolicyStep"),
                     (standins.Trajectory, "tf_agents.trajectories.trajectory.Trajectory")):
-    REGISTRY.register_namedtuple(_cls, _name)
+    NAMED_TYPES.register_namedtuple(_cls, _name)
 
 
 def register_namedtuple(cls: type, name: str | None = None) -> None:
-    """Registers a named tuple class in the default registry (see TypeRegistry)."""
-    REGISTRY.register_namedtuple(cls, name)
+    """Registers a named tuple class in the default table, NAMED_TYPES (see NamedTupleTypes)."""
+    NAMED_TYPES.register_namedtuple(cls, name)

@@ -17,7 +17,7 @@ import tree
 
 from policy_client.wire import tensors
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 from policy_client.wire.specs import is_spec
 
 _STRING = pb.DTYPE_STRING
@@ -29,14 +29,14 @@ class NestPlan:
 
     Args:
       spec: the nest of array specs.
-      registry: names the named tuples of the structure.
+      named_types: names the named tuples of the structure.
 
     Attributes:
       specs: the leaf specs, in dm-tree / tf.nest order.
       numeric: whether every leaf is numeric (strings take the generic path).
     """
 
-    def __init__(self, spec: Any, registry: TypeRegistry = REGISTRY):
+    def __init__(self, spec: Any, named_types: NamedTupleTypes = NAMED_TYPES):
         self.structure = spec
         self.specs = tree.flatten(spec)
         self.dtypes = [np.dtype(s.dtype) for s in self.specs]
@@ -44,8 +44,8 @@ class NestPlan:
         self.enums = [tensors.dtype_to_proto(d)[0] for d in self.dtypes]
         self.numeric = _STRING not in self.enums
         self.empty = not self.specs
-        self._write = _compile_writer(spec, registry, iter(range(len(self.specs))))
-        self._read = _compile_reader(spec, registry, iter(range(len(self.specs))))
+        self._write = _compile_writer(spec, named_types, iter(range(len(self.specs))))
+        self._read = _compile_reader(spec, named_types, iter(range(len(self.specs))))
         self._flatten = _compile_flattener(spec)
         self._build = _compile_builder(spec)
 
@@ -182,7 +182,7 @@ def _compile_builder(spec: Any) -> Builder:
 Reader = Callable[[pb.Nest, list], bool]
 
 
-def _compile_writer(spec: Any, registry: TypeRegistry, index: Any) -> Writer:
+def _compile_writer(spec: Any, named_types: NamedTupleTypes, index: Any) -> Writer:
     if is_spec(spec):
         i = next(index)
         return lambda msg, leaves: tensors.write_array(msg.tensor, leaves[i])
@@ -192,7 +192,7 @@ def _compile_writer(spec: Any, registry: TypeRegistry, index: Any) -> Writer:
         ordered = type(spec).__name__ == "OrderedDict"
         # Leaves are numbered in sorted-key order (dm-tree's); the wire takes
         # every mapping in its own key order (it comes back in that order).
-        compiled = {k: _compile_writer(spec[k], registry, index) for k in sorted(spec)}
+        compiled = {k: _compile_writer(spec[k], named_types, index) for k in sorted(spec)}
         parts = [(k, compiled[k]) for k in spec]
 
         def write_dict(msg: pb.Nest, leaves: Sequence[np.ndarray]) -> None:
@@ -202,8 +202,8 @@ def _compile_writer(spec: Any, registry: TypeRegistry, index: Any) -> Writer:
                 write(msg.dict.entries.add(key=key).value, leaves)
         return write_dict
     if isinstance(spec, tuple) and hasattr(type(spec), "_fields"):
-        name = registry.wire_name(type(spec))
-        parts = [(f, _compile_writer(s, registry, index)) for f, s in zip(type(spec)._fields, spec)]
+        name = named_types.wire_name(type(spec))
+        parts = [(f, _compile_writer(s, named_types, index)) for f, s in zip(type(spec)._fields, spec)]
 
         def write_named(msg: pb.Nest, leaves: Sequence[np.ndarray]) -> None:
             msg.named_tuple.type_name = name
@@ -212,7 +212,7 @@ def _compile_writer(spec: Any, registry: TypeRegistry, index: Any) -> Writer:
         return write_named
     if isinstance(spec, (list, tuple)):
         kind = "list" if isinstance(spec, list) else "tuple"
-        parts = [_compile_writer(s, registry, index) for s in spec]
+        parts = [_compile_writer(s, named_types, index) for s in spec]
 
         def write_seq(msg: pb.Nest, leaves: Sequence[np.ndarray]) -> None:
             seq = getattr(msg, kind)
@@ -223,7 +223,7 @@ def _compile_writer(spec: Any, registry: TypeRegistry, index: Any) -> Writer:
     raise TypeError(f"cannot plan a nest holding {type(spec).__name__}")
 
 
-def _compile_reader(spec: Any, registry: TypeRegistry, index: Any) -> Reader:
+def _compile_reader(spec: Any, named_types: NamedTupleTypes, index: Any) -> Reader:
     """A function that stores the nest's Tensor messages in `out` by leaf index; False on misfit."""
     if is_spec(spec):
         i = next(index)
@@ -238,7 +238,7 @@ def _compile_reader(spec: Any, registry: TypeRegistry, index: Any) -> Reader:
         return lambda msg, out: msg.WhichOneof("value") == "none"
     if isinstance(spec, Mapping):
         keys = sorted(spec)
-        parts = {k: _compile_reader(spec[k], registry, index) for k in keys}  # leaves in sorted-key order
+        parts = {k: _compile_reader(spec[k], named_types, index) for k in keys}  # leaves in sorted-key order
 
         def read_dict(msg: pb.Nest, out: list) -> bool:
             if msg.WhichOneof("value") != "dict" or len(msg.dict.entries) != len(keys):
@@ -253,7 +253,7 @@ def _compile_reader(spec: Any, registry: TypeRegistry, index: Any) -> Reader:
         return read_dict
     if isinstance(spec, tuple) and hasattr(type(spec), "_fields"):
         fields = tuple(type(spec)._fields)
-        parts = [_compile_reader(s, registry, index) for s in spec]
+        parts = [_compile_reader(s, named_types, index) for s in spec]
 
         def read_named(msg: pb.Nest, out: list) -> bool:
             if msg.WhichOneof("value") != "named_tuple" or len(msg.named_tuple.fields) != len(fields):
@@ -262,7 +262,7 @@ def _compile_reader(spec: Any, registry: TypeRegistry, index: Any) -> Reader:
                        for f, name, read in zip(msg.named_tuple.fields, fields, parts))
         return read_named
     if isinstance(spec, (list, tuple)):
-        parts = [_compile_reader(s, registry, index) for s in spec]
+        parts = [_compile_reader(s, named_types, index) for s in spec]
         expected = "list" if isinstance(spec, list) else "tuple"
 
         def read_seq(msg: pb.Nest, out: list) -> bool:

@@ -3,7 +3,7 @@
 A nest is a tensor or spec leaf, None, a list, a tuple, a string-keyed mapping
 (entries in the mapping's own order, so that a dict comes back with its keys
 in the order they had; `ordered` tells an OrderedDict) or a named tuple (its wire name and fields,
-see `registry`). `()` is TF-Agents' "no state / no info" and round-trips as `()`.
+see `namedtuples`). `()` is TF-Agents' "no state / no info" and round-trips as `()`.
 Plain Python numbers, booleans and strings travel as `Scalar`s and come back
 as they were (numpy scalars and arrays keep their dtype as Tensors).
 """
@@ -18,7 +18,7 @@ import numpy as np
 from policy_client.wire import specs, tensors
 from policy_client.wire.errors import CodecError
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 
 # Deeper nests are refused: no policy has them, and the receiver could not parse
 # them. Every dict / named tuple level costs three levels of protobuf message
@@ -31,7 +31,7 @@ MAX_NEST_DEPTH = 24
 Leaf = Callable[[Any], Any]
 
 
-def nest_to_proto(value: Any, *, leaf: Leaf | None = None, registry: TypeRegistry = REGISTRY) -> pb.Nest:
+def nest_to_proto(value: Any, *, leaf: Leaf | None = None, named_types: NamedTupleTypes = NAMED_TYPES) -> pb.Nest:
     """Encodes a nest of arrays, numbers, specs or None as a Nest.
 
     Args:
@@ -39,27 +39,27 @@ def nest_to_proto(value: Any, *, leaf: Leaf | None = None, registry: TypeRegistr
       leaf: optional hook called on every leaf (anything but None, a list,
         tuple, named tuple or mapping) before encoding, e.g. to convert
         TensorFlow tensors. It may return a nest, encoded in turn.
-      registry: names named tuple classes.
+      named_types: names named tuple classes.
 
     Raises:
       CodecError: unsupported leaves, non-string keys, or a nest deeper than
         MAX_NEST_DEPTH; `field` names where.
     """
     msg = pb.Nest()
-    write_nest(msg, value, leaf=leaf, registry=registry)
+    write_nest(msg, value, leaf=leaf, named_types=named_types)
     return msg
 
 
 def write_nest(msg: pb.Nest, value: Any, *, path: str = "", depth: int = 0, leaf: Leaf | None = None,
-               registry: TypeRegistry = REGISTRY) -> None:
+               named_types: NamedTupleTypes = NAMED_TYPES) -> None:
     """Encodes a nest into `msg` in place (see nest_to_proto); `path` names the root in errors."""
-    _Writer(leaf, registry).write(msg, value, depth, path)
+    _Writer(leaf, named_types).write(msg, value, depth, path)
 
 
 class _Writer:
-    def __init__(self, leaf: Leaf | None, registry: TypeRegistry):
+    def __init__(self, leaf: Leaf | None, named_types: NamedTupleTypes):
         self.leaf = leaf
-        self.registry = registry
+        self.named_types = named_types
 
     def write(self, msg: pb.Nest, value: Any, depth: int, path: str) -> None:
         if depth > MAX_NEST_DEPTH:
@@ -77,7 +77,7 @@ class _Writer:
         elif isinstance(value, (int, float, bool, bytes, str)):
             write_scalar(msg.scalar, value, path)
         elif isinstance(value, tuple) and hasattr(type(value), "_fields"):
-            msg.named_tuple.type_name = self.registry.wire_name(type(value))
+            msg.named_tuple.type_name = self.named_types.wire_name(type(value))
             for name, item in zip(type(value)._fields, value):
                 self.write(msg.named_tuple.fields.add(key=name).value, item, depth + 1, f"{path}.{name}")
         elif isinstance(value, (list, tuple)):
@@ -139,7 +139,7 @@ def write_leaf(msg: pb.Tensor, value: Any, path: str) -> None:
 
 
 def nest_from_proto(msg: pb.Nest, *, copy: bool = False, path: str = "", depth: int = 0,
-                    registry: TypeRegistry = REGISTRY) -> Any:
+                    named_types: NamedTupleTypes = NAMED_TYPES) -> Any:
     """Decodes a Nest into numpy arrays / specs in lists, tuples, dicts and named tuples.
 
     Args:
@@ -147,19 +147,19 @@ def nest_from_proto(msg: pb.Nest, *, copy: bool = False, path: str = "", depth: 
       copy: copy tensor bytes into writeable arrays instead of read-only views.
       path: how errors name the root (e.g. "time_step.observation").
       depth: the nesting depth of the root.
-      registry: the classes named tuples and specs decode into.
+      named_types: the classes named tuples and specs decode into.
 
     Raises:
       CodecError: an unset value, duplicate keys, a malformed leaf, or a nest
         deeper than MAX_NEST_DEPTH; `field` names where.
     """
-    return _Reader(copy, registry).read(msg, depth, path)
+    return _Reader(copy, named_types).read(msg, depth, path)
 
 
 class _Reader:
-    def __init__(self, copy: bool, registry: TypeRegistry):
+    def __init__(self, copy: bool, named_types: NamedTupleTypes):
         self.copy = copy
-        self.registry = registry
+        self.named_types = named_types
 
     def read(self, msg: pb.Nest, depth: int, path: str) -> Any:
         if depth > MAX_NEST_DEPTH:
@@ -169,7 +169,7 @@ class _Reader:
             if kind == "tensor":
                 return tensors.array_from_proto(msg.tensor, copy=self.copy)
             if kind == "spec":
-                return specs.spec_from_proto(msg.spec, self.registry)
+                return specs.spec_from_proto(msg.spec, self.named_types)
         except CodecError as e:
             raise CodecError(f"{path or 'the root'}: {e}", path) from None
         if kind in ("list", "tuple"):
@@ -181,7 +181,7 @@ class _Reader:
         if kind == "named_tuple":
             fields = tuple(f.key for f in msg.named_tuple.fields)
             try:
-                cls = self.registry.namedtuple_class(msg.named_tuple.type_name, fields)
+                cls = self.named_types.namedtuple_class(msg.named_tuple.type_name, fields)
             except CodecError as e:
                 raise CodecError(f"{path or 'the root'}: {e}", path) from None
             return cls._make(self.read(f.value, depth + 1, f"{path}.{f.key}") for f in msg.named_tuple.fields)

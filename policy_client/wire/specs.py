@@ -2,7 +2,7 @@
 
 Bounds travel as tensors of the spec's dtype, scalar or of the spec's shape,
 exactly (int64 and uint64 bounds keep every bit; float bounds keep their
-finite extremes). Specs decode into the classes of the type registry:
+finite extremes). Specs decode into the classes of the named-tuple types table (`namedtuples`):
 TF-Agents' own once registered, else the numpy-only stand-ins.
 """
 
@@ -15,7 +15,7 @@ import numpy as np
 from policy_client.wire import tensors
 from policy_client.wire.errors import CodecError
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 
 
 def is_spec(value: Any) -> bool:
@@ -52,8 +52,8 @@ def _wire_bound(bound: Any, spec: Any, shape: tuple[int, ...]) -> np.ndarray:
     return bound
 
 
-def spec_from_proto(msg: pb.ArraySpec, registry: TypeRegistry = REGISTRY) -> Any:
-    """Decodes an ArraySpec message into the registry's ArraySpec or BoundedArraySpec.
+def spec_from_proto(msg: pb.ArraySpec, named_types: NamedTupleTypes = NAMED_TYPES) -> Any:
+    """Decodes an ArraySpec message into the table's ArraySpec or BoundedArraySpec.
 
     Raises:
       CodecError: bad dtype or shape, or bounds that do not fit the shape.
@@ -62,7 +62,7 @@ def spec_from_proto(msg: pb.ArraySpec, registry: TypeRegistry = REGISTRY) -> Any
     dtype = tensors.checked_dtype(msg.dtype, msg.string_kind, msg.string_itemsize, what)
     shape = tensors.checked_shape(msg.shape, what, dtype.itemsize)
     if not msg.HasField("bounds"):
-        return registry.array_spec(shape, dtype, name=msg.name or None)
+        return named_types.array_spec(shape, dtype, name=msg.name or None)
     bounds = {}
     for name in ("minimum", "maximum"):
         if not msg.bounds.HasField(name):
@@ -74,7 +74,7 @@ def spec_from_proto(msg: pb.ArraySpec, registry: TypeRegistry = REGISTRY) -> Any
         if bounds[name].dtype != dtype:
             raise CodecError(f"{what}: bounds.{name} has dtype {bounds[name].dtype}, the spec {dtype}")
     try:
-        return registry.bounded_array_spec(shape, dtype, minimum=bounds["minimum"], maximum=bounds["maximum"],
+        return named_types.bounded_array_spec(shape, dtype, minimum=bounds["minimum"], maximum=bounds["maximum"],
                                            name=msg.name or None)
     except (ValueError, TypeError) as e:
         raise CodecError(f"{what}: invalid bounds: {e}") from None

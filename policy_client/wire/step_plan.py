@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import tree
 
 from policy_client.wire import tensors
 from policy_client.wire.generated import types_pb2 as pb
 from policy_client.wire.nest_plan import NestPlan, read_tensor
-from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 from policy_client.wire.steps import POLICY_STEP
 
 
@@ -39,20 +40,20 @@ class RequestPlan:
       policy_state_spec: the state spec nest (`()` for stateless policies).
     """
 
-    def __init__(self, time_step_spec: Any, policy_state_spec: Any, registry: TypeRegistry = REGISTRY):
+    def __init__(self, time_step_spec: Any, policy_state_spec: Any, named_types: NamedTupleTypes = NAMED_TYPES):
         self.structure = (time_step_spec, policy_state_spec)
         # A TimeStep spec without step_type / discount specs (TF-Agents' default
         # `ts.time_step_spec()`) describes no request: nothing conforms to it.
         self.usable = all(hasattr(getattr(time_step_spec, f, None), "dtype") for f in ("step_type", "discount"))
         if not self.usable:
-            self.stateful, self.numeric = not NestPlan(policy_state_spec, registry).empty, False
+            self.stateful, self.numeric = not NestPlan(policy_state_spec, named_types).empty, False
             return
         self._step_type = _LeafSpec(time_step_spec.step_type)
         self._discount = _LeafSpec(time_step_spec.discount)
-        self._reward = NestPlan(time_step_spec.reward, registry)
-        self._observation = NestPlan(time_step_spec.observation, registry)
-        self._state = NestPlan(policy_state_spec, registry)
-        self._all = NestPlan(self.structure, registry)
+        self._reward = NestPlan(time_step_spec.reward, named_types)
+        self._observation = NestPlan(time_step_spec.observation, named_types)
+        self._state = NestPlan(policy_state_spec, named_types)
+        self._all = NestPlan(self.structure, named_types)
         self.stateful = not self._state.empty
         self.numeric = self._all.numeric
         n_reward, n_obs = len(self._reward.specs), len(self._observation.specs)
@@ -102,17 +103,19 @@ class RequestPlan:
 
     def unflatten(self, leaves: Sequence[Any]) -> tuple[Any, Any]:
         """(time_step, policy_state) in the specs' structure."""
+        if not self.usable:
+            return tree.unflatten_as(self.structure, list(leaves))
         return self._all.unflatten(leaves)
 
 
 class AnswerPlan:
     """(action_spec, policy_state_spec, info_spec) compiled as a PolicyStep; leaves in dm-tree order."""
 
-    def __init__(self, action_spec: Any, policy_state_spec: Any, info_spec: Any, registry: TypeRegistry = REGISTRY):
+    def __init__(self, action_spec: Any, policy_state_spec: Any, info_spec: Any, named_types: NamedTupleTypes = NAMED_TYPES):
         fields = ("action", "state", "info")
-        self.structure = registry.make(POLICY_STEP, fields, (action_spec, policy_state_spec, info_spec))
-        self._all = NestPlan(self.structure, registry)
-        self._parts = [NestPlan(s, registry) for s in (action_spec, policy_state_spec, info_spec)]
+        self.structure = named_types.make(POLICY_STEP, fields, (action_spec, policy_state_spec, info_spec))
+        self._all = NestPlan(self.structure, named_types)
+        self._parts = [NestPlan(s, named_types) for s in (action_spec, policy_state_spec, info_spec)]
         counts = [len(p.specs) for p in self._parts]
         self._cuts = (counts[0], counts[0] + counts[1])
 

@@ -2,7 +2,7 @@
 
 `TimeStep` <-> `TimeStep`, `PolicyStep` <-> `PolicyStep`, a TimeStep of specs
 <-> `TimeStepSpec`, and every spec of a policy <-> `PolicySpecs`. They decode
-into the classes registered under TF-Agents' names (see `registry`).
+into the classes registered under TF-Agents' names (see `namedtuples`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 from policy_client.wire import nests, specs, tensors
 from policy_client.wire.errors import CodecError
 from policy_client.wire.generated import types_pb2 as pb
-from policy_client.wire.namedtuples import REGISTRY, TypeRegistry
+from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 from policy_client.wire.standins import PolicySpecs
 
 TIME_STEP = "tf_agents.trajectories.time_step.TimeStep"
@@ -40,7 +40,7 @@ def write_time_step(msg: pb.TimeStep, time_step: Any) -> None:
     nests.write_nest(msg.observation, time_step.observation, path="time_step.observation", depth=1)
 
 
-def time_step_from_proto(msg: pb.TimeStep, *, copy: bool = False, registry: TypeRegistry = REGISTRY) -> Any:
+def time_step_from_proto(msg: pb.TimeStep, *, copy: bool = False, named_types: NamedTupleTypes = NAMED_TYPES) -> Any:
     """Decodes a TimeStep message into the registered TimeStep class.
 
     Raises:
@@ -58,8 +58,8 @@ def time_step_from_proto(msg: pb.TimeStep, *, copy: bool = False, registry: Type
         if not msg.HasField(name):
             raise CodecError(f"time_step.{name} is not set", f"time_step.{name}")
         fields[name] = nests.nest_from_proto(getattr(msg, name), copy=copy, path=f"time_step.{name}", depth=1,
-                                             registry=registry)
-    return registry.make(TIME_STEP, _TIME_STEP_FIELDS, (fields[f] for f in _TIME_STEP_FIELDS))
+                                             named_types=named_types)
+    return named_types.make(TIME_STEP, _TIME_STEP_FIELDS, (fields[f] for f in _TIME_STEP_FIELDS))
 
 
 def policy_step_to_proto(policy_step: Any) -> pb.PolicyStep:
@@ -79,7 +79,7 @@ def write_policy_step(msg: pb.PolicyStep, policy_step: Any) -> None:
         nests.write_nest(getattr(msg, name), getattr(policy_step, name), path=f"policy_step.{name}", depth=1)
 
 
-def policy_step_from_proto(msg: pb.PolicyStep, *, copy: bool = False, registry: TypeRegistry = REGISTRY) -> Any:
+def policy_step_from_proto(msg: pb.PolicyStep, *, copy: bool = False, named_types: NamedTupleTypes = NAMED_TYPES) -> Any:
     """Decodes a PolicyStep; unset state/info decode as `()`.
 
     Raises:
@@ -88,9 +88,9 @@ def policy_step_from_proto(msg: pb.PolicyStep, *, copy: bool = False, registry: 
     if not msg.HasField("action"):
         raise CodecError("policy_step.action is not set", "policy_step.action")
     values = (nests.nest_from_proto(getattr(msg, name), copy=copy, path=f"policy_step.{name}", depth=1,
-                                    registry=registry) if msg.HasField(name) else ()
+                                    named_types=named_types) if msg.HasField(name) else ()
               for name in _POLICY_STEP_FIELDS)
-    return registry.make(POLICY_STEP, _POLICY_STEP_FIELDS, values)
+    return named_types.make(POLICY_STEP, _POLICY_STEP_FIELDS, values)
 
 
 def time_step_spec_to_proto(spec: Any) -> pb.TimeStepSpec:
@@ -108,7 +108,7 @@ def time_step_spec_to_proto(spec: Any) -> pb.TimeStepSpec:
     return msg
 
 
-def time_step_spec_from_proto(msg: pb.TimeStepSpec, registry: TypeRegistry = REGISTRY) -> Any:
+def time_step_spec_from_proto(msg: pb.TimeStepSpec, named_types: NamedTupleTypes = NAMED_TYPES) -> Any:
     """Decodes a TimeStepSpec into a TimeStep of specs.
 
     Raises:
@@ -117,13 +117,13 @@ def time_step_spec_from_proto(msg: pb.TimeStepSpec, registry: TypeRegistry = REG
     for name in ("reward", "observation"):
         if not msg.HasField(name):
             raise CodecError(f"time_step_spec.{name} is not set", f"time_step_spec.{name}")
-    leaf = lambda name: specs.spec_from_proto(getattr(msg, name), registry) if msg.HasField(name) else ()  # noqa: E731
+    leaf = lambda name: specs.spec_from_proto(getattr(msg, name), named_types) if msg.HasField(name) else ()  # noqa: E731
     fields = {"step_type": leaf("step_type"),
-              "reward": nests.nest_from_proto(msg.reward, path="time_step_spec.reward", registry=registry),
+              "reward": nests.nest_from_proto(msg.reward, path="time_step_spec.reward", named_types=named_types),
               "discount": leaf("discount"),
               "observation": nests.nest_from_proto(msg.observation, path="time_step_spec.observation",
-                                                   registry=registry)}
-    return registry.make(TIME_STEP, _TIME_STEP_FIELDS, (fields[f] for f in _TIME_STEP_FIELDS))
+                                                   named_types=named_types)}
+    return named_types.make(TIME_STEP, _TIME_STEP_FIELDS, (fields[f] for f in _TIME_STEP_FIELDS))
 
 
 def policy_specs_to_proto(policy_specs: PolicySpecs) -> pb.PolicySpecs:
@@ -136,7 +136,7 @@ def policy_specs_to_proto(policy_specs: PolicySpecs) -> pb.PolicySpecs:
     return msg
 
 
-def policy_specs_from_proto(msg: pb.PolicySpecs, registry: TypeRegistry = REGISTRY) -> PolicySpecs:
+def policy_specs_from_proto(msg: pb.PolicySpecs, named_types: NamedTupleTypes = NAMED_TYPES) -> PolicySpecs:
     """Decodes PolicySpecs; unset state/info specs decode as `()`.
 
     Raises:
@@ -149,9 +149,9 @@ def policy_specs_from_proto(msg: pb.PolicySpecs, registry: TypeRegistry = REGIST
     def optional(name: str, default: Any) -> Any:
         if not msg.HasField(name):
             return default
-        return nests.nest_from_proto(getattr(msg, name), path=name, registry=registry)
+        return nests.nest_from_proto(getattr(msg, name), path=name, named_types=named_types)
 
     return PolicySpecs(
-        time_step_spec=time_step_spec_from_proto(msg.time_step_spec, registry),
+        time_step_spec=time_step_spec_from_proto(msg.time_step_spec, named_types),
         action_spec=optional("action_spec", None), policy_state_spec=optional("policy_state_spec", ()),
         info_spec=optional("info_spec", ()), collect_data_spec=optional("collect_data_spec", None))

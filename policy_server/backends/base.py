@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import tree
 
+from policy_client.wire import errors
 from policy_client.wire.standins import PolicySpecs
 
 
@@ -22,8 +23,12 @@ class VariableSpec:
     dtype: np.dtype
 
 
-class UnsupportedSeedError(ValueError):
-    """The backend cannot honour a per-call seed (as the local policy would refuse it)."""
+class UnsupportedSeedError(errors.FieldError):
+    """The backend cannot honour a per-call seed (as the local policy would refuse it): a ValueError about
+    field `seed`, answered INVALID_ARGUMENT."""
+
+    def __init__(self, why: str):
+        super().__init__(f"seed: {why}", "seed")
 
 
 class Backend(abc.ABC):
@@ -34,7 +39,7 @@ class Backend(abc.ABC):
     one outer batch dimension (rows of many requests stacked together); when
     False it receives each request exactly as the client sent it.
 
-    Every method is called from one thread only, the scheduler's worker,
+    Every method is called from one thread only, the scheduler's inference thread,
     between two batches; weight updates (`assign_variables`,
     `load_checkpoint`, then `version`) too, so a call never sees a mix of two
     versions and backends need no lock of their own.

@@ -15,7 +15,6 @@ import time
 from typing import Any, Callable, Hashable, Sequence
 
 import numpy as np
-import tree
 
 
 @dataclasses.dataclass
@@ -55,12 +54,6 @@ class Request:
     local: tuple[Any, Any] | None = None
     raw: bool = False
     source: Hashable | None = None
-
-    @classmethod
-    def from_nests(cls, time_step: Any, policy_state: Any, rows: int, seed: int | None = None) -> "Request":
-        """A request holding these nests (their structure is kept for `unflatten`)."""
-        structure = (time_step, policy_state)
-        return cls(tree.flatten(structure), rows, lambda leaves: tree.unflatten_as(structure, leaves), seed)
 
     @property
     def size(self) -> int:
@@ -107,23 +100,6 @@ class Split:
 def can_join(request: Request, batchable: bool) -> bool:
     """Whether a request may share a batch with others (seeded and local ones run alone)."""
     return batchable and request.seed is None and request.local is None
-
-
-def take_batch(pending: collections.deque[Request], max_rows: int, batchable: bool) -> list[Request]:
-    """Pops the next batch off `pending`: whole requests, in order, up to `max_rows` rows (one
-    client's rule: the scheduler's fair_queue.FairQueue takes batches fairly across clients).
-
-    The first request is always taken (even when larger); a request that may
-    not join others (see can_join) forms a batch alone.
-    """
-    first = pending.popleft()
-    batch, rows = [first], first.size
-    if not can_join(first, batchable):
-        return batch
-    while pending and can_join(pending[0], batchable) and rows + pending[0].size <= max_rows:
-        rows += pending[0].size
-        batch.append(pending.popleft())
-    return batch
 
 
 def stack(requests: Sequence[Request]) -> tuple[list[np.ndarray], int]:

@@ -1,4 +1,4 @@
-"""What a hosted policy's code returned or raised, carried back from the scheduler's worker as a value.
+"""What a hosted policy's code returned or raised, carried back from the inference thread as a value.
 
 asyncio cannot carry every exception out of a thread: `StopIteration` cannot
 be set on a future at all (the awaiting call is never answered, and the
@@ -22,8 +22,8 @@ from typing import Any, Callable
 
 import grpc
 
-from policy_client.wire import errors, raised
-from policy_server.backends.base import Backend, UnsupportedSeedError
+from policy_client.wire import errors, raised, status
+from policy_server.backends.base import Backend
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def capture(fn: Callable[[], Any]) -> Any:
 
     Only a `KeyboardInterrupt` on the main thread propagates: there it may be
     a real Ctrl-C (a policy run inline on the event loop of a server in the
-    main thread). On a worker thread it can only come from the policy's code.
+    main thread). On another thread it can only come from the policy's code.
     """
     try:
         return fn()
@@ -70,16 +70,15 @@ def portable(error: BaseException) -> BaseException:
 def guarded(fn: Callable[[], Any], backend: Backend) -> Any:
     """fn(), or the RemoteError its exception is answered with."""
     outcome = capture(fn)
-    return as_error(outcome.error, backend) if isinstance(outcome, Raised) else outcome
+    return logged_error(outcome.error, backend) if isinstance(outcome, Raised) else outcome
 
 
-def as_error(error: BaseException, backend: Backend | None = None) -> errors.RemoteError:
-    """The RemoteError answering an exception of the policy's code (logged: INTERNAL ones with their traceback)."""
-    if isinstance(error, errors.RemoteError):
-        return error
-    if isinstance(error, UnsupportedSeedError):
-        return errors.InvalidArgumentError(f"seed: {error}", fields=(("seed", str(error)),))
-    remote = raised.from_policy(error)
+def logged_error(error: BaseException, backend: Backend | None = None) -> errors.RemoteError:
+    """The RemoteError answering an exception of the policy's code (`status.as_remote_error`, the one
+    mapping), logged: INTERNAL ones with their traceback, a policy refusing its input as one line."""
+    remote = status.as_remote_error(error)
+    if isinstance(error, (errors.RemoteError, errors.FieldError)):
+        return remote  # refused on purpose (e.g. a seed the backend cannot take): the answer says it all
     kind = backend.kind if backend is not None else "hosted"
     if remote.code == grpc.StatusCode.INTERNAL:
         logger.error("inference failed on %s backend", kind, exc_info=error)

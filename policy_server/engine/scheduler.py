@@ -5,7 +5,7 @@ weights) is made by the scheduler's loop, one at a time, between two
 batches: that loop is the policy's only lock, so no batch ever sees a mix of
 two versions. Batches of a fast policy run on the event loop itself (a thread
 hop would cost more than the call); slow ones, and all weight and state work,
-run on the scheduler's one worker thread. Every call into the policy's code
+run on the scheduler's one inference thread. Every call into the policy's code
 goes through `outcomes.capture`: whatever it raises (StopIteration and
 BaseExceptions included) comes back as a value and is answered as an error,
 so no exception of a policy can stop the loop.
@@ -44,7 +44,7 @@ _GATHER_TURNS = 6
 class StepEncoder(Protocol):
     """Turns a policy's answer for one request into what the scheduler resolves its future with.
 
-    Called on the worker thread (or the event loop for fast policies), so
+    Called on the inference thread (or the event loop for fast policies), so
     encoding stays off the request-reading path.
     """
 
@@ -56,19 +56,6 @@ class StepEncoder(Protocol):
 
     def encode(self, step: Any) -> Any:
         """One request's answer from its PolicyStep nest."""
-
-
-class NestEncoder:
-    """The StepEncoder that answers with the PolicyStep nest itself."""
-
-    def fits(self, step: Any) -> bool:
-        return False
-
-    def encode_leaves(self, leaves: Sequence[np.ndarray]) -> Any:
-        raise NotImplementedError
-
-    def encode(self, step: Any) -> Any:
-        return step
 
 
 @dataclasses.dataclass
@@ -85,16 +72,15 @@ class BatchScheduler:
       backend: the policy.
       config: batching settings.
       stats: where traffic is counted.
-      encoder: turns each request's answer into what its future resolves to
-        (default: the PolicyStep nest).
+      encoder: turns each request's answer into what its future resolves to.
     """
 
     def __init__(self, backend: Backend, config: BatchingConfig, stats: PolicyStats,
-                 encoder: StepEncoder | None = None):
+                 encoder: StepEncoder):
         self.backend = backend
         self.config = config
         self.stats = stats
-        self._encoder = encoder or NestEncoder()
+        self._encoder = encoder
         self._pending = FairQueue()  # batches share their rows fairly between clients
         self._exclusive: collections.deque[_Exclusive] = collections.deque()
         self._open_splits = 0
@@ -144,7 +130,7 @@ class BatchScheduler:
         return request.future
 
     async def run_exclusive(self, fn: Callable[[], Any], *, swap: bool = False) -> Any:
-        """Runs `fn` on the worker thread between two batches and returns its result.
+        """Runs `fn` on the inference thread between two batches and returns its result.
 
         Args:
           fn: what to run (it may call the backend).
@@ -250,20 +236,20 @@ class BatchScheduler:
         """Whether batches now run on the event loop (see BatchingConfig.inline_threshold)."""
         return self._recent_inference is not None and self._recent_inference < self.config.inline_threshold
 
-    async def _on_worker(self, fn: Callable[[], Any]) -> Any:
-        """fn() on the event loop for a fast policy, else on the worker thread (raises what it raised)."""
+    async def _off_loop(self, fn: Callable[[], Any]) -> Any:
+        """fn() on the event loop for a fast policy, else on the inference thread (raises what it raised)."""
         if self.inline:
             return outcomes.unwrap(outcomes.capture(fn))
         return outcomes.unwrap(await asyncio.get_running_loop().run_in_executor(self._executor, outcomes.capture, fn))
 
     async def _run(self, batch: list[Request]) -> None:
         start = time.monotonic()
-        outcomes = await self._on_worker(lambda: self._infer(batch))
+        results = await self._off_loop(lambda: self._infer(batch))
         inference = time.monotonic() - start
         recent = self._recent_inference
         self._recent_inference = inference if recent is None else 0.8 * recent + 0.2 * inference
         failures = answered = answered_rows = 0
-        for request, outcome in zip(batch, outcomes):
+        for request, outcome in zip(batch, results):
             failed = isinstance(outcome, BaseException)
             failures += failed and request.split is None
             answered += not failed and request.split is None
@@ -309,14 +295,14 @@ class BatchScheduler:
             pieces = [whole.steps[i][0] for i in range(whole.pieces)]
             raw = whole.request.raw
             merge = lambda: (self._answer(batching.concat(pieces), step, raw), version)  # noqa: E731
-            _settle(piece.future, await self._on_worker(merge))
+            _settle(piece.future, await self._off_loop(merge))
             self.stats.record_requests(1)
         except Exception as e:  # pylint: disable=broad-except
-            _settle(piece.future, outcomes.as_error(e, self.backend))
+            _settle(piece.future, outcomes.logged_error(e, self.backend))
         finally:
             self._open_splits -= 1
 
-    # ------------------------------------------------------------ worker thread
+    # ------------------------------------------------------------ inference thread
 
     def _infer(self, batch: list[Request]) -> list[Any]:
         """One backend call for the batch; one outcome per request: (answer, version) or an error."""
@@ -330,7 +316,7 @@ class BatchScheduler:
         if not isinstance(outcome, outcomes.Raised):
             return outcome
         if len(batch) == 1:
-            return [outcomes.as_error(outcome.error, self.backend)]
+            return [outcomes.logged_error(outcome.error, self.backend)]
         # Keep one bad request from failing its neighbours: retry one by one.
         logger.warning("batch of %d requests failed (%s); retrying them one by one", len(batch), outcome.error)
         return [guarded(lambda r=r: self._batched([r], version)[0], self.backend) for r in batch]

@@ -37,6 +37,7 @@ from policy_client.wire import errors
 
 DEFAULT_MAX_SESSIONS = 1024
 DEFAULT_IDLE_TIMEOUT = 60.0
+FIRST = 0  # TF-Agents' StepType.FIRST: a step of this type starts its session
 
 
 @dataclasses.dataclass(eq=False)
@@ -111,10 +112,10 @@ class SessionTable:
                     self._sweep(now)
                 if len(self._sessions) >= self.max_sessions:
                     self.refused += 1
-                    message = (f"{names.id}: {len(self._sessions)} sequences are open, the most this policy "
-                               f"keeps (--max-sessions); end one with {names.end}, or wait until one is idle "
-                               f"for {self.idle_timeout:g} s")
-                    raise errors.ResourceExhaustedError(message, fields=((names.id, message),))
+                    raise errors.ResourceExhaustedError.at(
+                        names.id, f"{len(self._sessions)} sequences are open, the most this policy keeps "
+                                  f"(--max-sessions); end one with {names.end}, or wait until one is idle for "
+                                  f"{self.idle_timeout:g} s")
                 session = self._sessions[key] = Session(key, now, names=names)
                 self.started += 1
             session.inflight += 1
@@ -192,9 +193,8 @@ def _not_open(key: Hashable, idle_timeout: float, why: str = "",
               names: "Names | None" = None) -> errors.FailedPreconditionError:
     names = names or OIP_NAMES
     because = why or f"it never started, ended, or was idle for more than {idle_timeout:g} s"
-    message = (f"{names.id}: sequence {key!r} is not open ({because}); start it with {names.start} "
-               "or a FIRST step type")
-    return errors.FailedPreconditionError(message, fields=((names.id, message),))
+    return errors.FailedPreconditionError.at(
+        names.id, f"sequence {key!r} is not open ({because}); start it with {names.start} or a FIRST step type")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,24 +1,21 @@
-"""The PolicyService RPC handlers: each decodes, hands over to a policy, and answers."""
+"""The PolicyService RPC handlers: actors' actions (stream and unary) through the admission seam,
+specs and initial states, stats, and the learner's weight calls."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, AsyncIterator, Hashable, Sequence
+from typing import Any, AsyncIterator
 
-import numpy as np
-
-from policy_client.wire import errors, nests, status, steps, tensors
+from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, errors, nests, status, steps, tensors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
-from policy_client.wire.step_plan import AnswerPlan
-from policy_server.weights import followers as follow
-from policy_server import services as rpc
-from policy_server.native import sessions as stream_sessions
-from policy_server.weights.push import PushAssembler
-from policy_server.config import DEFAULT_MAX_MESSAGE_BYTES
+from policy_server import services
+from policy_server.admission import Admission, refused
+from policy_server.native.messages import ActionCall, check_initial_state_rows
 from policy_server.registry import HostedPolicy, Registry
-from policy_server.native.messages import check_initial_state_rows, prepare_request
+from policy_server.weights import checkpoints
+from policy_server.weights.push import PushAssembler
 from policy_server.weights.swapper import WeightUpdate
 
 logger = logging.getLogger(__name__)
@@ -26,28 +23,6 @@ logger = logging.getLogger(__name__)
 _END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
 # Requests of one ActionStream read and not yet answered (TorchRL's max_inflight_per_env).
 MAX_INFLIGHT_PER_STREAM = 16
-# How long a stream's request waits for its min_version (unary calls: their deadline).
-VERSION_WAIT = 10.0
-
-
-class ResponseEncoder:
-    """The scheduler's StepEncoder: each answer becomes its ActionResponse (version and id set later)."""
-
-    def __init__(self, plan: AnswerPlan):
-        self.plan = plan
-
-    def fits(self, step: Any) -> bool:
-        return self.plan.fits(step)
-
-    def encode_leaves(self, leaves: Sequence[np.ndarray]) -> service_pb.ActionResponse:
-        response = service_pb.ActionResponse()
-        self.plan.write(response.policy_step, leaves)
-        return response
-
-    def encode(self, step: Any) -> service_pb.ActionResponse:
-        response = service_pb.ActionResponse()
-        steps.write_policy_step(response.policy_step, step)
-        return response
 
 
 class PolicyServicer(service_grpc.PolicyServiceServicer):
@@ -55,14 +30,17 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
     Args:
       registry: the hosted policies.
+      admission: where action requests are admitted (the server's one seam).
       max_inflight_per_stream: see ActionStream.
       max_message_bytes: the server's message size limit (ServerConfig's):
         GetInitialState builds no state that could not be sent.
     """
 
-    def __init__(self, registry: Registry, max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM,
+    def __init__(self, registry: Registry, admission: Admission,
+                 max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.registry = registry
+        self.admission = admission
         self.max_inflight_per_stream = max_inflight_per_stream
         self.max_message_bytes = max_message_bytes
         # The answer queue of every open ActionStream (see end_streams).
@@ -81,20 +59,20 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         for answers in self._streams:
             answers.put_nowait(_END_STREAM)
 
-    @rpc.unary
+    @services.unary
     async def ListPolicies(self, request, context):  # noqa: N802 (gRPC method names)
         return service_pb.ListPoliciesResponse(policies=[
             service_pb.PolicyInfo(name=h.name, version=h.backend.version, backend=h.backend.kind,
                                   stateful=h.stateful) for h in self.registry])
 
-    @rpc.unary
+    @services.unary
     async def GetSpecs(self, request, context):  # noqa: N802
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         return service_pb.GetSpecsResponse(specs=steps.policy_specs_to_proto(hosted.backend.specs),
                                            version=hosted.backend.version, policy=hosted.name,
                                            backend=hosted.backend.kind)
 
-    @rpc.unary
+    @services.unary
     async def GetInitialState(self, request, context):  # noqa: N802
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         check_initial_state_rows(hosted, request.batch_size, self.max_message_bytes)
@@ -104,19 +82,13 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         state = await hosted.scheduler.run_exclusive(lambda: initial(batch_size))
         return service_pb.GetInitialStateResponse(state=nests.nest_to_proto(state), version=hosted.backend.version)
 
-    @rpc.unary
+    @services.unary
     async def Action(self, request, context):  # noqa: N802
-        try:
-            if self.registry.loading(request.policy):
-                await self.registry.wait(request.policy, context.time_remaining())
-            left = context.time_remaining()
-            # Give up waiting for a min_version early enough for the refusal to arrive in time.
-            return await self._answer(request, None if left is None else left - min(0.25, left / 4), context.peer())
-        except errors.RemoteError:
-            raise
-        except Exception as e:  # pylint: disable=broad-except
-            logger.exception("unexpected error answering an Action call")
-            raise status.as_remote_error(e) from e
+        left = context.time_remaining()
+        # Give up waiting for a loading policy or a min_version early enough for the refusal to arrive in time.
+        patience = None if left is None else left - min(0.25, left / 4)
+        call = ActionCall(request, context.peer(), patience)
+        return call.response(*await self.admission.submit(call))
 
     async def ActionStream(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
         """Answers each request of the stream once, in request order.
@@ -136,7 +108,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 while True:
                     await slots.acquire()
                     request = await requests.__anext__()
-                    answers.put_nowait((request, self._start(request, source=source)))
+                    answers.put_nowait(self._start(request, source))
             except StopAsyncIteration:
                 pass
             finally:
@@ -149,7 +121,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         try:
             while (item := await answers.get()) is not None:
                 if item is not _END_STREAM:
-                    yield await self._finish_in_stream(*item)
+                    yield await _stream_answer(*item)
                     slots.release()
                     continue
                 reader.cancel()
@@ -157,7 +129,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 # What was read after the schedulers closed is answered UNAVAILABLE.
                 while not answers.empty() and (item := answers.get_nowait()) is not None:
                     if item is not _END_STREAM:
-                        yield await self._finish_in_stream(*item)
+                        yield await _stream_answer(*item)
                 await status.abort(context, errors.UnavailableError("the server is shutting down"))
         finally:
             self._streams.discard(answers)
@@ -169,7 +141,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 if isinstance(item, tuple):
                     item[1].add_done_callback(_drop_outcome)
 
-    @rpc.unary
+    @services.unary
     async def GetStats(self, request, context):  # noqa: N802
         policies = [await self.registry.wait(request.policy, context.time_remaining())] if request.policy \
             else list(self.registry)
@@ -180,7 +152,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         try:
             hosted, version, assembler = None, 0, None
             async for request in request_iterator:
-                if isinstance(request, rpc.Malformed):
+                if isinstance(request, services.Malformed):
                     raise request.error()
                 if assembler is None:
                     hosted = await self.registry.wait(request.policy, context.time_remaining())
@@ -199,7 +171,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         except errors.RemoteError as e:
             await status.abort(context, e)
 
-    @rpc.unary
+    @services.unary
     async def GetVariables(self, request, context):  # noqa: N802
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         specs = hosted.backend.variable_specs()
@@ -213,91 +185,40 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 tensors.write_array(info.value, value)
         return response
 
-    @rpc.unary
+    @services.unary
     async def LoadCheckpoint(self, request, context):  # noqa: N802
         """Loads a PolicySaver checkpoint from the server's filesystem, as a weight update."""
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(None, follow.is_checkpoint, request.path):
-            raise await loop.run_in_executor(None, follow.not_a_checkpoint, request.path)
-        version = request.version or await loop.run_in_executor(None, follow.checkpoint_train_step, request.path)
-        version = version if version is not None else follow.checkpoint_step(request.path)
+        if not await loop.run_in_executor(None, checkpoints.is_checkpoint, request.path):
+            raise await loop.run_in_executor(None, checkpoints.not_a_checkpoint, request.path)
+        version = request.version or await loop.run_in_executor(None, checkpoints.checkpoint_train_step, request.path)
+        version = version if version is not None else checkpoints.checkpoint_step(request.path)
         if version is None:
-            message = ("version: 0 takes the checkpoint's train step, but it holds none and its name "
-                       "(policy_checkpoint_<step>) gives none either")
-            raise errors.InvalidArgumentError(message, fields=(("version", message),))
+            raise errors.InvalidArgumentError.at("version", "0 takes the checkpoint's train step, but it holds none "
+                                                            "and its name (policy_checkpoint_<step>) gives none either")
         update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
         return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
 
-    def _start(self, request: Any, patience: float | None = None, source: Hashable = None) -> asyncio.Future:
-        """Validates and queues one action request of `source` (its stream or peer); never raises.
+    def _start(self, request: Any, source: Any) -> tuple[ActionCall | None, asyncio.Future]:
+        """Admits one request read from a stream: (its call, the future of (answer, version))."""
+        if isinstance(request, services.Malformed):
+            return None, refused(request.error())
+        call = ActionCall(request, source)
+        return call, self.admission.submit(call)
 
-        A request for a policy that is still loading waits for it (up to
-        LOADING_WAIT, then UNAVAILABLE, which clients retry); its answer keeps
-        its place in the stream.
 
-        Returns:
-          The future of (response, version), or of the error to answer with.
-        """
-        try:
-            if isinstance(request, rpc.Malformed):
-                raise request.error()
-            if self.registry.loading(request.policy):
-                return asyncio.ensure_future(self._start_when_loaded(request, source))
-            hosted = self.registry.get(request.policy)
-            if request.min_version and request.min_version > hosted.backend.version:
-                return asyncio.ensure_future(self._start_when_version(hosted, request, patience, source))
-            try:
-                if request.HasField("session"):  # server-held state: see stream_sessions
-                    return stream_sessions.start(hosted, request)
-                prepared = prepare_request(hosted, request)
-            except errors.RemoteError:
-                hosted.stats.record_error()
-                raise
-            prepared.source = source
-            return hosted.scheduler.submit(prepared)
-        except Exception as e:  # pylint: disable=broad-except
-            future = asyncio.get_running_loop().create_future()
-            future.set_exception(e)
-            return future
-
-    async def _start_when_loaded(self, request: service_pb.ActionRequest, source: Hashable) -> Any:
-        await self.registry.wait(request.policy, None)
-        return await self._start(request, source=source)
-
-    async def _start_when_version(self, hosted: HostedPolicy, request: service_pb.ActionRequest,
-                                  patience: float | None, source: Hashable) -> Any:
-        """Waits up to `patience` seconds (the call's time left; VERSION_WAIT on streams) for the
-        policy to reach the request's min_version (polling: a rare wait), then queues it."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + (patience if patience is not None else VERSION_WAIT)
-        while hosted.backend.version < request.min_version:
-            if loop.time() >= give_up:
-                message = (f"min_version: the served version {hosted.backend.version} of {hosted.name!r} is older "
-                           f"than the {request.min_version} asked for")
-                raise errors.FailedPreconditionError(message, fields=(("min_version", message),))
-            await asyncio.sleep(0.02)
-        return await self._start(request, source=source)
-
-    async def _answer(self, request: service_pb.ActionRequest, patience: float | None,
-                      source: Hashable) -> service_pb.ActionResponse:
-        response, version = await self._start(request, patience, source)
-        response.version = version
-        response.request_id = request.request_id
-        return response
-
-    async def _finish_in_stream(self, request: Any, future: asyncio.Future) -> service_pb.ActionResponse:
-        request_id = getattr(request, "request_id", 0)
-        try:
-            response, version = await future
-        except Exception as e:  # pylint: disable=broad-except
-            if not isinstance(e, errors.RemoteError):
-                logger.exception("unexpected error answering request %d", request_id)
-            return service_pb.ActionResponse(request_id=request_id,
-                                             error=status.to_status(e, status.MAX_STREAM_MESSAGE_CHARS))
-        response.version = version
-        response.request_id = request_id
-        return response
+async def _stream_answer(call: ActionCall | None, future: asyncio.Future) -> service_pb.ActionResponse:
+    """The stream's answer to one request: its response, or its error (the stream goes on)."""
+    request_id = call.request.request_id if call is not None else 0
+    try:
+        answer, version = await future
+        return call.response(answer, version)
+    except Exception as e:  # pylint: disable=broad-except
+        if not isinstance(e, errors.RemoteError):
+            logger.exception("unexpected error answering request %d", request_id)
+        return service_pb.ActionResponse(request_id=request_id,
+                                         error=status.to_status(e, status.MAX_STREAM_MESSAGE_CHARS))
 
 
 def _drop_outcome(future: asyncio.Future) -> None:

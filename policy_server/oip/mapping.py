@@ -58,10 +58,10 @@ def named_leaves(spec: Any, prefix: str = "") -> list[TensorSpec]:
     return named
 
 
-def invalid(name: str, message: str) -> errors.InvalidArgumentError:
-    """INVALID_ARGUMENT naming the tensor `name` (a google.rpc.BadRequest field violation)."""
-    text = f"tensor {name!r}: {message}"
-    return errors.InvalidArgumentError(text, fields=((name, text),), reason="OipTensorError")
+def tensor_error(name: str, message: str) -> errors.InvalidArgumentError:
+    """INVALID_ARGUMENT about the tensor `name`: "tensor 'NAME': MESSAGE", a field violation naming it."""
+    return errors.InvalidArgumentError.at(name, message, details=f"tensor {name!r}: {message}",
+                                          reason="OipTensorError")
 
 
 @dataclasses.dataclass
@@ -111,49 +111,49 @@ class PolicyTensors:
         """
         raw = request.raw_input_contents
         if raw and len(raw) != len(request.inputs):
-            message = f"raw_input_contents holds {len(raw)} entries for {len(request.inputs)} inputs"
-            raise errors.InvalidArgumentError(message, fields=(("raw_input_contents", message),))
+            why = f"holds {len(raw)} entries for {len(request.inputs)} inputs"
+            raise errors.InvalidArgumentError.at("raw_input_contents", why, details=f"raw_input_contents {why}")
         found: dict[str, np.ndarray] = {}
         rows = None
         for index, tensor in enumerate(request.inputs):
             spec = self._input_spec(tensor.name, found)
             if raw and tensor.HasField("contents"):
-                raise invalid(spec.name, "has typed contents, but the request uses raw_input_contents")
+                raise tensor_error(spec.name, "has typed contents, but the request uses raw_input_contents")
             array = self._read_one(spec, tensor, raw[index] if raw else None)
             if rows is not None and array.shape[0] != rows:
-                raise invalid(spec.name, f"batch {array.shape[0]}, but the inputs before it have batch {rows}")
+                raise tensor_error(spec.name, f"batch {array.shape[0]}, but the inputs before it have batch {rows}")
             rows = array.shape[0]
             found[spec.name] = array
         missing = [t.name for t in self.time_step if t.name not in found]
         if missing:
-            raise invalid(missing[0], f"missing; the inputs are {[t.name for t in self.time_step]}")
+            raise tensor_error(missing[0], f"missing; the inputs are {[t.name for t in self.time_step]}")
         state = [found.get(t.name) for t in self.state]
         if any(s is not None for s in state) and any(s is None for s in state):
             absent = next(t.name for t, s in zip(self.state, state) if s is None)
-            raise invalid(absent, "missing: send every state/... input or none")
+            raise tensor_error(absent, "missing: send every state/... input or none")
         return Inputs([found[t.name] for t in self.time_step], state if self.state and state[0] is not None
                       else None, int(rows))
 
     def _input_spec(self, name: str, found: Mapping[str, Any]) -> TensorSpec:
         spec = self._inputs.get(name)
         if spec is None:
-            raise invalid(name, f"not an input of this model; its inputs are {[t.name for t in self.inputs]}")
+            raise tensor_error(name, f"not an input of this model; its inputs are {[t.name for t in self.inputs]}")
         if name in found:
-            raise invalid(name, "sent twice")
+            raise tensor_error(name, "sent twice")
         return spec
 
     @staticmethod
     def _read_one(spec: TensorSpec, tensor: Any, raw: bytes | None) -> np.ndarray:
         if tensor.datatype != spec.datatype:
-            raise invalid(spec.name, f"expected datatype {spec.datatype}, got {tensor.datatype or '(none)'}")
+            raise tensor_error(spec.name, f"expected datatype {spec.datatype}, got {tensor.datatype or '(none)'}")
         shape = list(tensor.shape)
         if len(shape) != 1 + len(spec.shape) or tuple(shape[1:]) != spec.shape or shape[0] < 1:
-            raise invalid(spec.name, f"expected shape {spec.metadata_shape} (batch first, at least 1), "
+            raise tensor_error(spec.name, f"expected shape {spec.metadata_shape} (batch first, at least 1), "
                                      f"got {shape}")
         try:
             return tensors.read_tensor(spec.datatype, shape, raw, tensor.contents, spec.dtype)
         except ValueError as e:
-            raise invalid(spec.name, str(e)) from None
+            raise tensor_error(spec.name, str(e)) from None
 
     def wanted(self, request: oip_pb.ModelInferRequest, session: bool) -> list[int]:
         """Indices of the outputs to answer with: those requested, else all (but the state in a session).
@@ -167,7 +167,7 @@ class PolicyTensors:
         picked = []
         for output in request.outputs:
             if output.name not in self._outputs:
-                raise invalid(output.name, f"not an output of this model; its outputs are {names}")
+                raise tensor_error(output.name, f"not an output of this model; its outputs are {names}")
             picked.append(names.index(output.name))
         return picked
 

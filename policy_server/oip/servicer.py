@@ -2,8 +2,8 @@
 
 It answers from the same registry as the native PolicyService: model name =
 policy name (empty: the default policy), model version = the served policy
-version. ModelInfer and Triton's ModelStreamInfer queue their rows on the
-policy's batcher (see `infer`). Errors are the native ones, with the same
+version. ModelInfer and Triton's ModelStreamInfer go through the admission
+seam into the policy's batcher (see `infer`), with the native calls. Errors are the native ones, with the same
 status codes and `google.rpc.Status` details; on the stream, where Triton
 answers an error in `error_message`, the message starts with the code's name
 ("INVALID_ARGUMENT: tensor 'observation': ...").
@@ -19,8 +19,9 @@ from typing import Any, AsyncIterator, Callable, Hashable
 from policy_client.wire import errors, status
 from policy_client.wire.generated import grpc_predict_v2_pb2 as oip_pb
 from policy_client.wire.generated import triton_streaming_pb2 as stream_pb
-from policy_server import services as rpc
-from policy_server.oip.infer import Inference
+from policy_server import services
+from policy_server.admission import Admission
+from policy_server.oip.infer import Inference, InferCall
 from policy_server.registry import Registry
 
 logger = logging.getLogger(__name__)
@@ -45,26 +46,29 @@ class OipServicer:
 
     Args:
       registry: the server's policies.
+      admission: where inference requests are admitted (the server's one seam).
       ready: whether the server serves (every policy loaded, not stopping).
       live: whether the server takes requests at all (not stopped).
     """
 
-    def __init__(self, registry: Registry, ready: Callable[[], bool], live: Callable[[], bool] = lambda: True):
+    def __init__(self, registry: Registry, admission: Admission, ready: Callable[[], bool],
+                 live: Callable[[], bool] = lambda: True):
         self.registry = registry
+        self.admission = admission
         self._ready = ready
         self._live = live
         self.inference = Inference()
         self._version = _server_version()
 
-    @rpc.unary
+    @services.unary
     async def ServerLive(self, request, context):  # noqa: N802 (gRPC method names)
         return oip_pb.ServerLiveResponse(live=self._live())
 
-    @rpc.unary
+    @services.unary
     async def ServerReady(self, request, context):  # noqa: N802
         return oip_pb.ServerReadyResponse(ready=self._ready())
 
-    @rpc.unary
+    @services.unary
     async def ModelReady(self, request, context):  # noqa: N802
         """Ready: the policy serves (loaded, server not stopping) the version asked for, if any."""
         try:
@@ -74,18 +78,18 @@ class OipServicer:
         ready = self._ready() and (not request.version or request.version == str(hosted.backend.version))
         return oip_pb.ModelReadyResponse(ready=ready)
 
-    @rpc.unary
+    @services.unary
     async def ServerMetadata(self, request, context):  # noqa: N802
         return oip_pb.ServerMetadataResponse(name=SERVER_NAME, version=self._version, extensions=EXTENSIONS)
 
-    @rpc.unary
+    @services.unary
     async def ModelMetadata(self, request, context):  # noqa: N802
         """The policy's tensors (batch first, -1), its version, and its bounds in properties."""
         hosted = await self.registry.wait(request.name, context.time_remaining())
         version = str(hosted.backend.version)
         if request.version and request.version != version:
-            raise errors.PolicyNotFoundError(f"version: {hosted.name!r} serves version {version}, not "
-                                             f"{request.version!r}", fields=(("version", "not served"),))
+            raise errors.PolicyNotFoundError.at("version", "not served", details=f"version: {hosted.name!r} serves "
+                                                f"version {version}, not {request.version!r}")
         response = oip_pb.ModelMetadataResponse(name=hosted.name, versions=[version],
                                                 platform=f"tf_agents_{hosted.backend.kind}")
         named = self.inference.tensors(hosted)
@@ -94,7 +98,7 @@ class OipServicer:
         response.properties["sessions"] = "sequence_id, sequence_start, sequence_end"
         return response
 
-    @rpc.unary
+    @services.unary
     async def ModelInfer(self, request, context):  # noqa: N802
         return await self._start(request, context.time_remaining(), context.peer())
 
@@ -139,30 +143,15 @@ class OipServicer:
                 if item is not None:
                     item[1].cancel()
 
-    def _start(self, request: Any, patience: float | None, source: Hashable | None = None) -> Any:
-        """Checks and queues one ModelInferRequest; returns an awaitable of its response.
+    async def _start(self, request: Any, patience: float | None, source: Hashable | None = None) -> Any:
+        """Admits one ModelInferRequest; returns its response (raises its error).
 
         `source` (a stream, or a unary caller's peer) shares batches fairly with the others.
-
-        Raises (when awaited): the request's error.
         """
-        if isinstance(request, rpc.Malformed):
-            return _failed(request.error())
-        try:
-            if self.registry.loading(request.model_name):
-                return self._start_when_loaded(request, patience, source)
-            hosted = self.registry.get(request.model_name)
-            try:
-                return self.inference.start(hosted, request, source)
-            except errors.RemoteError:
-                hosted.stats.record_error()
-                raise
-        except Exception as e:  # pylint: disable=broad-except
-            return _failed(e)
-
-    async def _start_when_loaded(self, request: Any, patience: float | None, source: Hashable | None) -> Any:
-        await self.registry.wait(request.model_name, patience)
-        return await self._start(request, None, source)
+        if isinstance(request, services.Malformed):
+            raise request.error()
+        call = InferCall(self.inference, request, source, patience)
+        return call.response(*await self.admission.submit(call))
 
 
 async def _next(answers: asyncio.Queue, closing: asyncio.Future) -> Any:
@@ -182,10 +171,6 @@ def _guarded(awaitable: Any) -> asyncio.Future:
     future = asyncio.ensure_future(awaitable)
     future.add_done_callback(lambda f: f.cancelled() or f.exception())
     return future
-
-
-async def _failed(error: BaseException) -> Any:
-    raise error
 
 
 async def _stream_answer(request: Any, future: asyncio.Future) -> stream_pb.ModelStreamInferResponse:

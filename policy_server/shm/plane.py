@@ -36,14 +36,15 @@ from typing import Any, Callable
 import grpc
 import numpy as np
 
-from policy_client.wire import errors, status
+from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, errors, status
 from policy_client.wire import shm_layout as layout_mod
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_client.wire.shm_layout import SlotLayout
 from policy_server.engine.batching import Request
+from policy_server.admission import Admission, Call
 from policy_server.registry import HostedPolicy, Registry
-from policy_server.shm.segments import DIR_PREFIX, PREFIX, SHM_DIR, remove_leftovers
+from policy_server.shm import segments
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ _ABORTED = grpc.StatusCode.ABORTED.value[0]
 
 def available() -> bool:
     """Whether this host has POSIX shared memory the plane can use."""
-    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK) and hasattr(socket, "AF_UNIX")
+    return segments.available() and hasattr(socket, "AF_UNIX")
 
 
 @dataclasses.dataclass(eq=False)
@@ -78,20 +79,40 @@ class _Slot:
     hello: bytes = b""
 
 
+class _SlotCall(Call):
+    """A request rung on a slot, at admission: its leaves are read in place (no decoding)."""
+
+    def __init__(self, slot: _Slot, rows: int, seed: int | None):
+        self.slot, self.rows = slot, rows
+        self.policy = slot.hosted.name
+        self.seed = seed
+        self.source = ("shm", slot.name)  # batches are shared fairly between slots
+
+    def read(self, hosted: HostedPolicy) -> Request:
+        rows, views = self.rows, self.slot.request_views
+        if rows < 0 or rows > self.slot.layout.max_rows:
+            raise errors.InvalidArgumentError.at("rows", f"{rows} rows do not fit the slot's "
+                                                         f"{self.slot.layout.max_rows}")
+        return Request([v[:rows] if rows else v[0] for v in views], rows, hosted.request_plan.unflatten, self.seed,
+                       raw=True)
+
+
 class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
     """The slots of one server, and the SharedMemoryService that opens them.
 
     Args:
       registry: the server's policies.
+      admission: where the slots' requests are admitted (the server's one seam).
       max_slots: slots open at once at most (more: FAILED_PRECONDITION, the client stays on gRPC).
       on_request: called with (policy name, google.rpc code, seconds) for each answered request (metrics).
       max_message_bytes: the server's message limit: no slot holds a larger request or answer.
     """
 
-    def __init__(self, registry: Registry, max_slots: int = MAX_SLOTS,
+    def __init__(self, registry: Registry, admission: Admission, max_slots: int = MAX_SLOTS,
                  on_request: Callable[[str, int, float], None] | None = None,
-                 max_message_bytes: int = layout_mod.MAX_SEGMENT_BYTES):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
         self.registry = registry
+        self.admission = admission
         self.max_message_bytes = max_message_bytes
         self.max_slots = max_slots
         self._on_request = on_request
@@ -113,8 +134,8 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
     def start(self) -> None:
         """Removes what dead servers left behind, then listens on a Unix socket in an owner-only directory."""
         self._loop = asyncio.get_running_loop()
-        remove_leftovers()
-        self._directory = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{os.getpid()}-")  # mode 0700
+        segments.remove_leftovers()
+        self._directory = tempfile.mkdtemp(prefix=f"{segments.DIR_PREFIX}{os.getpid()}-")  # mode 0700
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(self.socket_path)
         listener.listen(128)
@@ -166,17 +187,10 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
         return response
 
     def _create(self, hosted: HostedPolicy, layout: SlotLayout) -> _Slot:
-        name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
-        path = os.path.join(SHM_DIR, name)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.posix_fallocate(fd, 0, layout.size)  # ENOSPC now, not SIGBUS on a write later
-            buffer = mmap.mmap(fd, layout.size)
+            name, buffer = segments.create(layout.size)
         except OSError as e:
-            os.unlink(path)
             raise errors.ResourceExhaustedError(f"cannot create a {layout.size}-byte segment: {e}") from None
-        finally:
-            os.close(fd)
         token = secrets.token_bytes(layout_mod.TOKEN_BYTES)
         buffer[:len(layout_mod.MAGIC)] = layout_mod.MAGIC
         buffer[8:12] = layout_mod.LAYOUT_VERSION.to_bytes(4, "little")
@@ -236,8 +250,7 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
         slot.hosted.shared_memory_slots += 1
         if slot.expiry is not None:
             slot.expiry.cancel()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(SHM_DIR, slot.name))  # the mappings keep the memory alive
+        segments.unlink(slot.name)  # the mappings keep the memory alive
         conn.send(b"\x01")
         self._loop.add_reader(conn.fileno(), self._ring, slot)
         logger.debug("shared-memory slot attached for %r (%d rows)", slot.hosted.name, slot.layout.max_rows)
@@ -267,23 +280,10 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
         sequence, rows, has_seed, _, seed = layout_mod.REQUEST_HEADER.unpack_from(slot.buffer,
                                                                                   layout_mod.REQUEST_OFFSET)
         slot.busy, slot.started = True, time.perf_counter()
-        try:
-            if self._closing:
-                raise errors.UnavailableError("the server is shutting down")
-            if rows < 0 or rows > slot.layout.max_rows:
-                message = f"rows: {rows} rows do not fit the slot's {slot.layout.max_rows}"
-                raise errors.InvalidArgumentError(message, fields=(("rows", message[6:]),))
-            hosted = slot.hosted
-            if has_seed and not hosted.backend.supports_seed:
-                message = f"seed: the {hosted.backend.kind} policy {hosted.name!r} cannot take a per-call seed"
-                raise errors.InvalidArgumentError(message, fields=(("seed", message[6:]),))
-            leaves = [v[:rows] if rows else v[0] for v in slot.request_views]
-            request = Request(leaves, rows, hosted.request_plan.unflatten, seed if has_seed else None, raw=True)
-            request.source = ("shm", slot.name)  # batches are shared fairly between slots
-            future = hosted.scheduler.submit(request)
-        except errors.RemoteError as e:
-            self._answer_error(slot, sequence, e)
+        if self._closing:
+            self._answer_error(slot, sequence, errors.UnavailableError("the server is shutting down"))
             return
+        future = self.admission.submit(_SlotCall(slot, rows, seed if has_seed else None))
         future.add_done_callback(lambda f: self._answer(slot, sequence, rows, f))
 
     def _answer(self, slot: _Slot, sequence: int, rows: int, future: asyncio.Future) -> None:
@@ -341,8 +341,7 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
             slot.hosted.shared_memory_slots -= 1
             self._drop_conn(slot.sock)
         else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(SHM_DIR, slot.name))
+            segments.unlink(slot.name)
         # Never mmap.close(): numpy views do not pin the mapping (close() would unmap memory a batch
         # still reads). The views hold the mmap object; the last one gone, the garbage collector unmaps it.
         slot.request_views = slot.answer_views = []

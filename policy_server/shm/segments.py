@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import os
 import re
+import secrets
 import shutil
 import tempfile
 
@@ -21,6 +23,39 @@ PREFIX = "tfa_pg_"
 DIR_PREFIX = "tfa-pg-"
 _NAME = re.compile(rf"^{PREFIX}(\d+)_[0-9a-f]+$")
 _DIR = re.compile(rf"^{DIR_PREFIX}(\d+)-")
+
+
+def available() -> bool:
+    """Whether this host has a writable POSIX shared-memory directory."""
+    return os.path.isdir(SHM_DIR) and os.access(SHM_DIR, os.W_OK)
+
+
+def create(size: int) -> tuple[str, mmap.mmap]:
+    """A new owner-only segment of `size` bytes, mapped: (its name, the mapping).
+
+    The space is reserved at once (posix_fallocate), so a full /dev/shm fails
+    here rather than with SIGBUS on a later write.
+
+    Raises:
+      OSError: the segment cannot be created or reserved.
+    """
+    name = f"{PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
+    path = os.path.join(SHM_DIR, name)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, size)
+        return name, mmap.mmap(fd, size)
+    except OSError:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+
+
+def unlink(name: str) -> None:
+    """Removes a segment's name (mappings keep its memory until they go); a missing one is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(SHM_DIR, name))
 
 
 def remove_leftovers() -> int:

@@ -13,10 +13,6 @@ from policy_client.wire.variables import normalize_variable_name
 from policy_server.backends.base import VariableSpec
 
 
-def _invalid(message: str, field: str) -> errors.InvalidArgumentError:
-    return errors.InvalidArgumentError(message, fields=((field, message),))
-
-
 def _nbytes(spec: VariableSpec) -> int:
     return int(np.prod(spec.shape, dtype=np.int64)) * spec.dtype.itemsize
 
@@ -66,8 +62,8 @@ class PushAssembler:
 
     def __init__(self, specs: Sequence[VariableSpec], num_variables: int):
         if num_variables != len(specs):
-            raise _invalid(f"num_variables: the policy has {len(specs)} variables, the push announces "
-                           f"{num_variables}", "num_variables")
+            raise errors.InvalidArgumentError.at(
+                "num_variables", f"the policy has {len(specs)} variables, the push announces {num_variables}")
         self._specs = list(specs)
         self._buffers: dict[int, bytearray] = {}
         self._coverage = [_Coverage() for _ in specs]
@@ -76,28 +72,30 @@ class PushAssembler:
     def add(self, piece: service_pb.VariableSlice) -> None:
         """Checks one slice and copies it into its variable's buffer."""
         if piece.index >= len(self._specs):
-            raise _invalid(f"slices.index {piece.index}: the policy has {len(self._specs)} variables",
-                           "slices.index")
+            why = f"the policy has {len(self._specs)} variables"
+            raise errors.InvalidArgumentError.at("slices.index", why, details=f"slices.index {piece.index}: {why}")
         spec = self._specs[piece.index]
         where = f"variable {piece.index} ({piece.name!r})"
         if piece.name and normalize_variable_name(piece.name) != normalize_variable_name(spec.name):
-            raise _invalid(f"{where}: expected the variable named {spec.name!r}", "slices.name")
+            raise errors.InvalidArgumentError.at("slices.name", f"{where}: expected the variable named {spec.name!r}")
         try:
             dtype = tensors.dtype_from_proto(piece.dtype)
         except errors.CodecError as e:
-            raise _invalid(f"{where}: {e}", "slices.dtype") from None
+            raise errors.InvalidArgumentError.at("slices.dtype", f"{where}: {e}") from None
         if dtype != spec.dtype or tuple(piece.shape) != spec.shape:
-            raise _invalid(f"{where}: expected shape {spec.shape} and dtype {spec.dtype}, got shape "
-                           f"{tuple(piece.shape)} and dtype {dtype}", "slices.shape")
+            raise errors.InvalidArgumentError.at("slices.shape", f"{where}: expected shape {spec.shape} and dtype "
+                                                                f"{spec.dtype}, got shape {tuple(piece.shape)} and "
+                                                                f"dtype {dtype}")
         size = _nbytes(spec)
         start, end = piece.offset, piece.offset + len(piece.content)
         if end > size:
-            raise _invalid(f"{where}: bytes {start}..{end} exceed its size of {size}", "slices.offset")
+            raise errors.InvalidArgumentError.at("slices.offset", f"{where}: bytes {start}..{end} exceed its size of "
+                                                                 f"{size}")
         if end > start:
             overlap = self._coverage[piece.index].add(start, end)
             if overlap is not None:
-                raise _invalid(f"{where}: bytes {start}..{end} overlap bytes {overlap[0]}..{overlap[1]} "
-                               "already received", "slices.offset")
+                raise errors.InvalidArgumentError.at("slices.offset", f"{where}: bytes {start}..{end} overlap bytes "
+                                                                     f"{overlap[0]}..{overlap[1]} already received")
         buffer = self._buffers.setdefault(piece.index, bytearray(size))
         buffer[start:end] = piece.content
         self.num_bytes += end - start
@@ -113,8 +111,8 @@ class PushAssembler:
             size = _nbytes(spec)
             gap = self._coverage[index].first_gap(size)
             if gap is not None:
-                raise _invalid(f"variable {index} ({spec.name!r}): bytes {gap[0]}..{gap[1]} of {size} were "
-                               "never received", "slices")
+                raise errors.InvalidArgumentError.at("slices", f"variable {index} ({spec.name!r}): bytes {gap[0]}..{gap[1]} "
+                                                          f"of {size} were never received")
             buffer = self._buffers.get(index, bytearray(0))
             arrays.append(np.frombuffer(bytes(buffer), dtype=spec.dtype.newbyteorder("<")).reshape(spec.shape))
         return arrays
@@ -123,8 +121,9 @@ class PushAssembler:
 def check_values(specs: Sequence[VariableSpec], values: Sequence[np.ndarray]) -> None:
     """Raises InvalidArgumentError unless `values` match the variables in count, shape and dtype."""
     if len(values) != len(specs):
-        raise _invalid(f"expected {len(specs)} variables, got {len(values)}", "variables")
+        raise errors.InvalidArgumentError.at("variables", f"expected {len(specs)} variables, got {len(values)}")
     for index, (spec, value) in enumerate(zip(specs, values)):
         if value.shape != spec.shape or value.dtype != spec.dtype:
-            raise _invalid(f"variable {index} ({spec.name!r}): expected shape {spec.shape} and dtype "
-                           f"{spec.dtype}, got shape {value.shape} and dtype {value.dtype}", f"variables[{index}]")
+            raise errors.InvalidArgumentError.at(f"variables[{index}]", f"variable {index} ({spec.name!r}): expected "
+                                                                    f"shape {spec.shape} and dtype {spec.dtype}, got "
+                                                                    f"shape {value.shape} and dtype {value.dtype}")

@@ -2,7 +2,7 @@
 
 A push (`PushVariables`), the checkpoint follower and the Reverb follower
 each produce a `WeightUpdate`; `WeightSwapper.apply` checks it and swaps it in
-on the policy's worker thread between two batches (see `scheduler`), where it
+on the policy's inference thread between two batches (see `scheduler`), where it
 also checks that the version does not go back. No answer mixes two versions.
 """
 
@@ -64,14 +64,13 @@ class WeightSwapper:
     Args:
       name: the policy's name (for messages).
       backend: the policy.
-      scheduler: its batch scheduler, whose worker thread applies the swap.
+      scheduler: its batch scheduler, whose inference thread applies the swap.
     """
 
     def __init__(self, name: str, backend: Backend, scheduler: BatchScheduler):
         self.name = name
         self.backend = backend
         self.scheduler = scheduler
-        self.updates_applied = 0
         self.applied_by_kind: collections.Counter[str] = collections.Counter()  # WeightUpdate.kind -> count
 
     def variable_specs(self) -> list[VariableSpec]:
@@ -111,7 +110,6 @@ class WeightSwapper:
         """
         self.check(update)
         await self.scheduler.run_exclusive(lambda: self._swap(update), swap=True)
-        self.updates_applied += 1
         self.applied_by_kind[update.kind] += 1
         logger.info("policy %r now at version %d (%s%s)", self.name, update.version, update.source,
                     f", {update.num_bytes} bytes" if update.num_bytes else "")
@@ -132,10 +130,10 @@ class WeightSwapper:
 
     def _check_version(self, update: WeightUpdate) -> None:
         if update.version - self.backend.version > MAX_VERSION_STEP:
-            message = (f"version {update.version}: at most {MAX_VERSION_STEP} above the served version "
-                       f"{self.backend.version} (a bogus version would lock out the real learner)")
-            raise errors.InvalidArgumentError(message, fields=(("version", message),))
+            why = (f"at most {MAX_VERSION_STEP} above the served version {self.backend.version} (a bogus version "
+                   "would lock out the real learner)")
+            raise errors.InvalidArgumentError.at("version", why, details=f"version {update.version}: {why}")
         if update.version < self.backend.version:
-            raise errors.FailedPreconditionError(
-                f"version {update.version} is older than the served version {self.backend.version}",
-                fields=(("version", f"older than the served version {self.backend.version}"),))
+            raise errors.FailedPreconditionError.at(
+                "version", f"older than the served version {self.backend.version}",
+                details=f"version {update.version} is older than the served version {self.backend.version}")

@@ -95,8 +95,8 @@ def assert_array_identical(expected: typing.Any, actual: typing.Any, path: str =
 
 def _is_registered(cls: type) -> bool:
     """Whether the codec decodes `cls`'s wire name into `cls` itself."""
-    name = wire.REGISTRY.wire_name(cls)
-    return wire.REGISTRY.namedtuple_class(name, tuple(cls._fields)) is cls
+    name = wire.NAMED_TYPES.wire_name(cls)
+    return wire.NAMED_TYPES.namedtuple_class(name, tuple(cls._fields)) is cls
 
 
 def assert_spec_identical(expected: typing.Any, actual: typing.Any, path: str = "root") -> None:
@@ -998,13 +998,13 @@ def test_other_named_tuples_come_back_as_made_up_classes() -> None:
 
 
 def test_registered_class_replaces_the_one_decoded_into() -> None:
-    registry = wire.TypeRegistry()
+    named_types = wire.NamedTupleTypes()
     Mine = collections.namedtuple("Mine", ["action", "state", "info"])
-    registry.register_namedtuple(Mine, "tf_agents.trajectories.policy_step.PolicyStep")
-    decoded = wire.nest_from_proto(wire.nest_to_proto(light.PolicyStep(None, (), ())), registry=registry)
+    named_types.register_namedtuple(Mine, "tf_agents.trajectories.policy_step.PolicyStep")
+    decoded = wire.nest_from_proto(wire.nest_to_proto(light.PolicyStep(None, (), ())), named_types=named_types)
     assert type(decoded) is Mine
     with pytest.raises(TypeError, match="not a named tuple"):
-        registry.register_namedtuple(tuple)
+        named_types.register_namedtuple(tuple)
 
 
 def test_named_tuple_fields_must_match_a_registered_class() -> None:
@@ -1017,8 +1017,8 @@ def test_named_tuple_fields_must_match_a_registered_class() -> None:
 @pytest.mark.parametrize("classes", ["tf_agents", "light"])
 def test_invalid_bounds(classes: str, monkeypatch: pytest.MonkeyPatch) -> None:
     if classes == "light":  # As decoded where tf_agents is not imported.
-        monkeypatch.setattr(wire.REGISTRY, "array_spec", light.ArraySpec)
-        monkeypatch.setattr(wire.REGISTRY, "bounded_array_spec", light.BoundedArraySpec)
+        monkeypatch.setattr(wire.NAMED_TYPES, "array_spec", light.ArraySpec)
+        monkeypatch.setattr(wire.NAMED_TYPES, "bounded_array_spec", light.BoundedArraySpec)
     spec = wire.spec_to_proto(array_spec.BoundedArraySpec((2,), np.int8, 0, 5, "b"))
     bad = pb.ArraySpec()
     bad.CopyFrom(spec)

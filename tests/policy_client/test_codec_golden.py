@@ -24,9 +24,9 @@ from policy_client.wire.generated import types_pb2 as pb
 def _class_of(light_class: type, module: str) -> tuple[type, ...]:
     """The class a value decodes into: the one registered under TF-Agents' name (ours or TF-Agents')."""
     if light_class is light.BoundedArraySpec:
-        return (wire.REGISTRY.bounded_array_spec,)
+        return (wire.NAMED_TYPES.bounded_array_spec,)
     name = f"{module}.{light_class.__name__}"
-    return (wire.REGISTRY.namedtuple_class(name, tuple(light_class._fields)),)
+    return (wire.NAMED_TYPES.namedtuple_class(name, tuple(light_class._fields)),)
 
 
 def _check_float32(value: typing.Any) -> None:

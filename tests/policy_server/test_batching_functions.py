@@ -9,6 +9,7 @@ import pytest
 
 from policy_server.engine import batching
 from policy_server.engine.batching import Request
+from tests.support.batching import request_of, take_batch
 
 
 def req(rows: int, start: float = 0.0, seed: int | None = None) -> Request:
@@ -16,7 +17,7 @@ def req(rows: int, start: float = 0.0, seed: int | None = None) -> Request:
     shape = (rows, 2) if rows else (2,)
     obs = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape) + start)
     count = np.arange(rows, dtype=np.int64) if rows else np.int64(0)
-    return Request.from_nests({"obs": obs}, {"count": count}, rows, seed)
+    return request_of({"obs": obs}, {"count": count}, rows, seed)
 
 
 @pytest.mark.parametrize("sizes, max_rows, expected", [
@@ -31,16 +32,16 @@ def test_take_batch_takes_whole_requests_in_order(sizes, max_rows, expected):
     order = list(pending)
     taken = []
     while pending:
-        taken.append(batching.take_batch(pending, max_rows, batchable=True))
+        taken.append(take_batch(pending, max_rows, batchable=True))
     assert [len(b) for b in taken] == expected
     assert [r for b in taken for r in b] == order
 
 
 def test_seeded_and_unbatchable_requests_go_alone():
     pending = collections.deque([req(0), req(0, seed=3), req(0), req(0)])
-    assert [len(batching.take_batch(pending, 8, True)) for _ in range(3)] == [1, 1, 2]
+    assert [len(take_batch(pending, 8, True)) for _ in range(3)] == [1, 1, 2]
     pending = collections.deque([req(0), req(0)])
-    assert len(batching.take_batch(pending, 8, batchable=False)) == 1
+    assert len(take_batch(pending, 8, batchable=False)) == 1
 
 
 def test_stack_and_split_are_inverse():

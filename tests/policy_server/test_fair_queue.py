@@ -8,13 +8,14 @@ import numpy as np
 
 from policy_server.engine import batching
 from policy_server.engine.batching import Request
+from tests.support.batching import request_of, take_batch
 from policy_server.engine.fair_queue import FairQueue
 
 
 def req(rows: int, source=None, seed: int | None = None, tag: float = 0.0) -> Request:
     """A request of `rows` rows whose observations all equal `tag` (to tell requests apart)."""
     shape = (rows, 2) if rows else (2,)
-    request = Request.from_nests({"obs": np.full(shape, tag, np.float32)}, (), rows, seed)
+    request = request_of({"obs": np.full(shape, tag, np.float32)}, (), rows, seed)
     request.source = source
     return request
 
@@ -41,7 +42,7 @@ def test_one_source_is_first_come_first_served_like_take_batch():
         order = list(plain)
         expected = []
         while plain:
-            expected.append(batching.take_batch(plain, max_rows, batchable=True))
+            expected.append(take_batch(plain, max_rows, batchable=True))
         assert drain(fair, max_rows) == expected
         assert [r for b in expected for r in b] == order
 

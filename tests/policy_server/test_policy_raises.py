@@ -1,12 +1,12 @@
 """Whatever the hosted policy's code raises, the server answers that call and goes on serving everyone.
 
 A `StopIteration` cannot be set on an asyncio future: raised by a policy's
-`get_initial_state` (exclusive work run on the scheduler's worker thread), it
+`get_initial_state` (exclusive work run on the scheduler's inference thread), it
 once left the call unanswered and the policy's scheduler loop stuck, so every
 later call of every client ended DEADLINE_EXCEEDED and `stop()` hung.
 BaseExceptions (`KeyboardInterrupt`, `SystemExit`, `GeneratorExit`) ended the
 server's event loop. Here each is raised from every place a policy's code
-runs (initial state, per-request and batched inference, on the worker thread
+runs (initial state, per-request and batched inference, on the inference thread
 and inline on the event loop, the as-local path, loading, a follower's weight
 source), then other clients are served and the server stops at once.
 """
@@ -90,7 +90,7 @@ def _assert_everyone_is_served_then_stops(server: BackgroundServer, remote: Remo
 @pytest.mark.parametrize("inline", [False, True], ids=["worker-thread", "inline"])
 @pytest.mark.parametrize("name", sorted(RAISERS))
 def test_a_policy_raising_anything_leaves_the_server_serving(name, inline):
-    # inline_threshold 0: every batch on the worker thread; 10 s: on the event loop once one was timed.
+    # inline_threshold 0: every batch on the inference thread; 10 s: on the event loop once one was timed.
     batching = BatchingConfig(inline_threshold=10.0 if inline else 0.0)
     server = BackgroundServer({"p": Raiser(RAISERS[name])}, batching=batching)
     try:
@@ -138,7 +138,7 @@ def test_a_policy_factory_that_raises_fails_the_start_at_once(name):
 
 
 def test_a_follower_whose_source_raises_stop_iteration_goes_on():
-    """A weight source read on a worker thread (a Reverb iterator may end): an error, not a hang."""
+    """A weight source read on an executor thread (a Reverb iterator may end): an error, not a hang."""
     class EmptySource(follow.Follower):
         def fetch(self, current):
             raise StopIteration("the source is empty")

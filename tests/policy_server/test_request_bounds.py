@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
-from policy_server.weights import followers as follow
+from policy_server.weights import checkpoints
 from policy_server.native.messages import state_row_bytes
 from tests.support.fakes import STATE_SPEC, EchoBackend
 
@@ -102,7 +102,7 @@ def test_unsupported_filesystems_are_invalid_argument_naming_path(servers, path)
     (tf.errors.DeadlineExceededError, errors.UnavailableError),
 ])
 def test_every_tensorflow_error_probing_a_path_has_a_status_naming_path(tf_error, expected):
-    error = follow.path_error("/some/where", tf_error(None, None, "the filesystem said no"))
+    error = checkpoints.path_error("/some/where", tf_error(None, None, "the filesystem said no"))
     assert type(error) is expected and "the filesystem said no" in error.details
     assert [f for f, _ in error.fields] == ["path"]
 

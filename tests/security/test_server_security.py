@@ -6,6 +6,8 @@ import logging
 
 import pytest
 
+from policy_client.transport import security as client_security
+from policy_client.wire import addresses
 from policy_server import security
 from policy_server.security import TokenAuth
 
@@ -101,7 +103,9 @@ def test_server_credentials_check_the_files(tmp_path, certs):
     ("0.0.0.0:50051", False), ("[::]:50051", False), ("10.0.0.5:50051", False), ("policy.internal:1", False),
 ])
 def test_is_loopback(address, loopback):
-    assert security.is_loopback(address) == loopback
+    """One loopback test for both sides: the server's exposure warning and the client's local credentials."""
+    assert addresses.is_loopback(address) == loopback
+    assert (client_security.local_connection_type(address) is not None) == loopback
 
 
 def test_the_exposure_warning_is_one_line_naming_what_is_missing_and_the_flags():

@@ -17,6 +17,7 @@ import pytest
 
 from policy_client import PolicyClient
 from policy_server.shm import plane as shm
+from policy_server.shm import segments
 from tests.reliability.backends import VERSION_ENV
 from tests.reliability.procs import ServerProcess
 from tests.reliability.scenarios import STATELESS
@@ -30,7 +31,7 @@ ACTORS = 4
 
 
 def segments_of(pid: int) -> list[str]:
-    return [n for n in os.listdir(shm.SHM_DIR) if n.startswith(f"{shm.PREFIX}{pid}_")]
+    return [n for n in os.listdir(segments.SHM_DIR) if n.startswith(f"{segments.PREFIX}{pid}_")]
 
 
 def test_actors_on_shared_memory_live_through_a_sigkill_and_a_sigterm():

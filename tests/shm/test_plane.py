@@ -25,6 +25,7 @@ from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_client.wire.standins import PolicySpecs
 from policy_client.wire.step_plan import RequestPlan
 from policy_server.shm import plane as shm
+from policy_server.shm import segments
 from policy_server.config import BatchingConfig
 from tests.support.fakes import EchoBackend, FailingBackend, echo_time_step
 from tests.support.servers import WAIT, GatedEchoBackend, wait_until
@@ -82,7 +83,7 @@ def test_the_layout_names_every_leaf_and_the_segment_is_owner_only(servers):
         "time_step/step_type", "time_step/reward", "time_step/discount", "time_step/observation",
         "policy_state/count"]
     assert [t.path for t in response.answer_tensors] == ["action", "state/count", "info/version"]
-    mode = os.stat(os.path.join(shm.SHM_DIR, response.segment)).st_mode
+    mode = os.stat(os.path.join(segments.SHM_DIR, response.segment)).st_mode
     assert stat.S_IMODE(mode) == 0o600
     assert stat.S_IMODE(os.stat(os.path.dirname(response.socket_path)).st_mode) == 0o700
 
@@ -168,7 +169,7 @@ def test_a_wrong_token_is_refused_and_an_unclaimed_slot_expires(servers, monkeyp
     sock.sendall(os.urandom(16))
     assert sock.recv(1) == b"\x00"
     sock.close()
-    path = os.path.join(shm.SHM_DIR, response.segment)
+    path = os.path.join(segments.SHM_DIR, response.segment)
     assert os.path.exists(path)
     wait_until(lambda: not os.path.exists(path), "the unclaimed segment removed")
     assert len(server.server.shared_memory._slots) == 0
@@ -213,11 +214,11 @@ def test_a_stopping_server_answers_unavailable_then_closes_the_slot(servers):
 def test_what_a_dead_server_left_is_removed_at_the_next_start(servers):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    name = f"{shm.PREFIX}{dead.pid}_abcdef"
-    path = os.path.join(shm.SHM_DIR, name)
+    name = f"{segments.PREFIX}{dead.pid}_abcdef"
+    path = os.path.join(segments.SHM_DIR, name)
     with open(path, "wb") as f:
         f.write(b"left behind")
-    live = os.path.join(shm.SHM_DIR, f"{shm.PREFIX}{os.getpid()}_abcdef")
+    live = os.path.join(segments.SHM_DIR, f"{segments.PREFIX}{os.getpid()}_abcdef")
     with open(live, "wb") as f:
         f.write(b"ours")
     try:

@@ -1,17 +1,16 @@
-"""Server settings in two dataclasses: how requests are batched, and how the server runs."""
+"""Server settings, one object per entity: the server (ServerConfig), each policy (PolicyConfig), and how
+a policy's requests are batched (BatchingConfig)."""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Sequence
 
 import grpc
 
 from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES
-
-from policy_server.security import TokenAuth
 from policy_server.engine.sessions import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_SESSIONS
-
+from policy_server.security import TokenAuth
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,44 +82,91 @@ class BatchingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PolicyConfig:
+    """One hosted policy: where it comes from, how its requests are batched, what it follows, its sessions.
+
+    What Reverb's `Table` is to a table. A setting left None takes the
+    server's default (`ServerConfig.batching`, `max_sessions`,
+    `session_idle_timeout`); `ServerConfig.policy(name)` gives the settings
+    with the defaults filled in.
+
+    Attributes:
+      name: the policy's name (requests name it; "" names the default policy,
+        the first one).
+      source: what to serve: a Backend, a policy (any PyPolicy, a TFPolicy), a
+        PolicySaver SavedModel path, or a function building one (called on a
+        thread after the port is open, so health says NOT_SERVING while it
+        loads). None: the source given to PolicyServer under this name.
+      batching: how its requests are batched.
+      follow_checkpoints: a PolicySaver checkpoint directory
+        (`<root>/policies/checkpoints`, any tf.io.gfile path) whose newest
+        checkpoint it serves.
+      follow_reverb: the address of a Reverb server holding a
+        ReverbVariableContainer whose variables it serves.
+      reverb_table: that container's table (None: TF-Agents' default, "variables").
+      max_sessions: server-held recurrent sessions (OIP `sequence_id`,
+        `ActionRequest.session`) it keeps open at once; one more is refused
+        with RESOURCE_EXHAUSTED.
+      session_idle_timeout: seconds without a step after which a session is freed.
+    """
+
+    name: str
+    source: Any = None
+    batching: BatchingConfig | None = None
+    follow_checkpoints: str | None = None
+    follow_reverb: str | None = None
+    reverb_table: str | None = None
+    max_sessions: int | None = None
+    session_idle_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ValueError(f"a policy's name is a string, got {type(self.name).__name__}")
+        if self.max_sessions is not None and self.max_sessions < 1:
+            raise ValueError(f"policy {self.name!r}: max_sessions must be >= 1, got {self.max_sessions}")
+        if self.session_idle_timeout is not None and self.session_idle_timeout <= 0:
+            raise ValueError(f"policy {self.name!r}: session_idle_timeout must be > 0, got "
+                             f"{self.session_idle_timeout}")
+
+    @property
+    def follows(self) -> bool:
+        """Whether its weights follow a source (a checkpoint directory or a Reverb container)."""
+        return bool(self.follow_checkpoints or self.follow_reverb)
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerConfig:
-    """How a PolicyServer runs.
+    """How a PolicyServer runs: server-wide settings, and one PolicyConfig per policy.
 
     Attributes:
       address: "host:port" to bind (port 0 picks a free port), or "unix:PATH".
-      batching: batching settings of every policy (but those in `policy_batching`).
-      policy_batching: policy name -> batching settings of that policy, in
-        place of `batching`.
+      batching: the batching settings of every policy that has none of its own.
       max_message_bytes: largest request or response accepted.
       stats_interval: seconds between stats lines in the log (0: never).
       credentials: server credentials for TLS (see security.server_credentials);
         None serves plaintext.
       auth: the bearer tokens calls need and the roles they grant (see
         security.TokenAuth); None: every call is allowed.
-      follow_checkpoints: policy name -> PolicySaver checkpoint directory
-        (`<root>/policies/checkpoints`, any tf.io.gfile path) to follow.
-      follow_reverb: policy name -> address of a Reverb server holding a
-        ReverbVariableContainer table to follow.
       follow_interval: seconds between polls of followed sources.
-      reverb_table: the variable container's table (None: TF-Agents' default,
-        "variables").
       metrics_port: serve Prometheus metrics over HTTP (GET /metrics) on this
         port (0 picks a free one); None serves none and counts nothing.
       metrics_host: the address the metrics endpoint binds.
       load_report_interval: seconds between "still loading" log lines of a
         policy that takes long to load (0: none).
       shared_memory: offer same-host actors a shared-memory data plane
-        (SharedMemoryService; see policy_server.shm.plane) where the host has one.
-      max_sessions: server-held recurrent sessions (OIP `sequence_id`) each
-        policy keeps open at once; one more is refused with RESOURCE_EXHAUSTED.
+        (SharedMemoryService; see policy_server.shm) where the host has one.
+      max_sessions: the server-held sessions each policy keeps open at once,
+        unless its PolicyConfig says otherwise.
       session_idle_timeout: seconds without a step after which a session is
-        freed.
+        freed, unless its policy's PolicyConfig says otherwise.
       reuse_port: bind with SO_REUSEPORT, sharing the port with other
         processes doing the same (the workers of `policy-server --workers N`,
         policy_server/cli/supervisor.py); the kernel spreads connections across them.
       reflection: offer gRPC server reflection (what grpcurl and similar
         tools use to list services and read their schemas without the
         .proto files); False: reflection requests get UNIMPLEMENTED.
+      policies: the settings of each policy (a PolicyConfig per name; a
+        policy without one takes the defaults above).
     """
 
     address: str = "127.0.0.1:0"
@@ -129,11 +175,7 @@ class ServerConfig:
     stats_interval: float = 0.0
     credentials: grpc.ServerCredentials | None = None
     auth: TokenAuth | None = None
-    follow_checkpoints: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    follow_reverb: Mapping[str, str] = dataclasses.field(default_factory=dict)
     follow_interval: float = 2.0
-    reverb_table: str | None = None
-    policy_batching: Mapping[str, BatchingConfig] = dataclasses.field(default_factory=dict)
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     load_report_interval: float = 10.0
@@ -142,6 +184,7 @@ class ServerConfig:
     session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     reuse_port: bool = False
     reflection: bool = True
+    policies: Sequence[PolicyConfig] = ()
 
     def __post_init__(self) -> None:
         if self.max_message_bytes < 1:
@@ -156,15 +199,18 @@ class ServerConfig:
             raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
         if self.session_idle_timeout <= 0:
             raise ValueError(f"session_idle_timeout must be > 0, got {self.session_idle_timeout}")
-        object.__setattr__(self, "follow_checkpoints", dict(self.follow_checkpoints))
-        object.__setattr__(self, "follow_reverb", dict(self.follow_reverb))
-        object.__setattr__(self, "policy_batching", dict(self.policy_batching))
+        policies = tuple(self.policies)
+        names = [p.name for p in policies]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"policies {twice} have more than one PolicyConfig")
+        object.__setattr__(self, "policies", policies)
 
-    def batching_for(self, policy: str) -> BatchingConfig:
-        """The batching settings of `policy`."""
-        return self.policy_batching.get(policy, self.batching)
-
-    @property
-    def followed(self) -> set[str]:
-        """Names of the policies whose weights follow a source."""
-        return set(self.follow_checkpoints) | set(self.follow_reverb)
+    def policy(self, name: str) -> PolicyConfig:
+        """The settings of policy `name`: its PolicyConfig with the server's defaults filled in."""
+        own = next((p for p in self.policies if p.name == name), PolicyConfig(name))
+        return dataclasses.replace(
+            own, batching=own.batching or self.batching,
+            max_sessions=own.max_sessions if own.max_sessions is not None else self.max_sessions,
+            session_idle_timeout=(own.session_idle_timeout if own.session_idle_timeout is not None
+                                  else self.session_idle_timeout))

@@ -7,7 +7,7 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -20,13 +20,14 @@ from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_server import oip, security, services
 from policy_server.admission import Admission
 from policy_server.backends.base import Backend
-from policy_server.config import ServerConfig
+from policy_server.config import PolicyConfig, ServerConfig
 from policy_server.engine import outcomes, sessions
 from policy_server.native.messages import ResponseEncoder
 from policy_server.native.servicer import PolicyServicer
 from policy_server.registry import HostedPolicy, Registry
 from policy_server.shm import plane as shm
 from policy_server.telemetry.logs import quiet_poller_races
+from policy_server.telemetry.stats import StatsLog
 
 logger = logging.getLogger(__name__)
 SHM_SERVICE_NAME = shm_pb.DESCRIPTOR.services_by_name["SharedMemoryService"].full_name
@@ -46,27 +47,36 @@ class PolicyServer:
     (then UNAVAILABLE, which clients retry).
 
     Args:
-      policies: name -> a backend, a policy (any PyPolicy, a TFPolicy, a
-        PolicySaver SavedModel path; see tf_backends.backend_for), or a
-        function building either (called on a thread of the event loop's executor after the port is
-        open); the first is the default policy.
-      config: how the server runs (address, batching, limits, followers).
+      policies: name -> what to serve: a backend, a policy (any PyPolicy, a
+        TFPolicy), a PolicySaver SavedModel path (see backends.backend_for), or
+        a function building one (called on an executor thread after the port
+        is open). Or PolicyConfigs with their sources, added to
+        `config.policies`. The first policy named (here, then in
+        `config.policies`) is the default one.
+      config: how the server runs, and each policy's settings (PolicyConfig).
 
     Raises:
-      ValueError: no policies, or followers or batching settings of policies
-        it does not host.
+      ValueError: no policies, a policy with no source or with two, or
+        settings of a policy it does not host.
     """
 
-    def __init__(self, policies: Mapping[str, BackendSource], config: ServerConfig = ServerConfig()):
-        if not policies:
+    def __init__(self, policies: Mapping[str, BackendSource] | Sequence[PolicyConfig] | None = None,
+                 config: ServerConfig = ServerConfig()):
+        if policies is not None and not isinstance(policies, Mapping):
+            config = dataclasses.replace(config, policies=(*config.policies, *policies))
+            policies = None
+        sources = dict(policies or {})
+        for own in config.policies:
+            if own.source is not None and own.name in sources:
+                raise ValueError(f"policy {own.name!r} has two sources: one in `policies`, one in its PolicyConfig")
+            if own.source is not None:
+                sources[own.name] = own.source
+        unknown = sorted(p.name for p in config.policies if p.name not in sources)
+        if unknown:
+            raise ValueError(f"settings for policies {unknown}, which have no source")
+        if not sources:
             raise ValueError("a server needs at least one policy")
-        unknown = config.followed - set(policies)
-        if unknown:
-            raise ValueError(f"cannot follow unknown policies {sorted(unknown)}")
-        unknown = set(config.policy_batching) - set(policies)
-        if unknown:
-            raise ValueError(f"batching settings for unknown policies {sorted(unknown)}")
-        self._policies = dict(policies)
+        self._policies = sources
         self.config = config
         self._options = [("grpc.max_receive_message_length", config.max_message_bytes),
                          ("grpc.max_send_message_length", config.max_message_bytes),
@@ -82,7 +92,7 @@ class PolicyServer:
         self._loaded: asyncio.Future | None = None
         self.followers: list = []
         self._follower_tasks: list[asyncio.Task] = []
-        self._stats_logged: dict[str, tuple[int, int]] = {}
+        self._stats_log = StatsLog(lambda: list(self.registry))
         self.port = 0
         self.metrics = None  # metrics.ServerMetrics when config.metrics_port is set
         self.shared_memory: shm.SharedMemoryPlane | None = None  # the same-host data plane, when offered
@@ -202,8 +212,9 @@ class PolicyServer:
                              exc_info=logger.isEnabledFor(logging.DEBUG), extra={"event": "load_failed",
                                                                                  "policy": name})
                 raise
-            hosted = HostedPolicy.create(name, backend, self.config.batching_for(name), encoder=ResponseEncoder)
-            hosted.sessions = sessions.SessionTable(self.config.max_sessions, self.config.session_idle_timeout)
+            settings = self.config.policy(name)
+            hosted = HostedPolicy.create(name, backend, settings.batching, encoder=ResponseEncoder)
+            hosted.sessions = sessions.SessionTable(settings.max_sessions, settings.session_idle_timeout)
             if self.metrics is not None:
                 hosted.stats.observer = self.metrics.policy(name)
             hosted.scheduler.start()
@@ -215,7 +226,7 @@ class PolicyServer:
         self._start_followers()
         await self._set_health(health_pb2.HealthCheckResponse.SERVING)
         if self.config.stats_interval > 0:
-            self._stats_task = asyncio.ensure_future(self._log_stats())
+            self._stats_task = asyncio.ensure_future(self._stats_log.run(self.config.stats_interval))
 
     async def _build(self, name: str, source: Any) -> Backend:
         """Builds a backend on an executor thread, saying every load_report_interval that it still loads."""
@@ -232,16 +243,20 @@ class PolicyServer:
         return outcomes.unwrap(future.result())
 
     def _start_followers(self) -> None:
-        config = self.config
-        if not config.followed:
+        followed = [self.config.policy(name) for name in self._policies]
+        followed = [p for p in followed if p.follows]
+        if not followed:
             return
-        from policy_server.weights import followers as follow  # pylint: disable=import-outside-toplevel
+        from policy_server.weights import followers  # pylint: disable=import-outside-toplevel
 
-        self.followers = [follow.CheckpointFollower(self.registry.get(name).weights, path, config.follow_interval)
-                          for name, path in config.follow_checkpoints.items()]
-        self.followers += [follow.ReverbFollower(self.registry.get(name).weights, address, config.reverb_table,
-                                                 config.follow_interval)
-                           for name, address in config.follow_reverb.items()]
+        interval = self.config.follow_interval
+        for policy in followed:
+            weights = self.registry.get(policy.name).weights
+            if policy.follow_checkpoints:
+                self.followers.append(followers.CheckpointFollower(weights, policy.follow_checkpoints, interval))
+            if policy.follow_reverb:
+                self.followers.append(followers.ReverbFollower(weights, policy.follow_reverb, policy.reverb_table,
+                                                               interval))
         self._follower_tasks = [asyncio.ensure_future(f.run()) for f in self.followers]
 
     @property
@@ -282,7 +297,7 @@ class PolicyServer:
         if self._servicer is not None:
             self._servicer.end_streams()
         await self._server.stop(grace)
-        self._log_stats_once(final=True)
+        self._stats_log.write(final=True)
         if self.metrics is not None:
             self.metrics.close()
         self._stopped.set()
@@ -298,22 +313,6 @@ class PolicyServer:
     async def _set_health(self, status: int) -> None:
         for service in ("", SERVICE_NAME, oip.SERVICE_NAME):
             await self.health.set(service, status)
-
-    async def _log_stats(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.stats_interval)
-            self._log_stats_once()
-
-    def _log_stats_once(self, final: bool = False) -> None:
-        """A stats line per policy that had traffic since the last one (`final`: since the start)."""
-        for hosted in self.registry:
-            snap = hosted.stats.snapshot()
-            seen = (snap.requests, snap.errors)
-            if seen == (self._stats_logged.get(hosted.name, (0, 0)) if not final else (0, 0)):
-                continue
-            self._stats_logged[hosted.name] = seen
-            logger.info("policy %r v%d: %s queue=%d", hosted.name, hosted.backend.version, snap.summary(),
-                        hosted.scheduler.queue_depth, extra={"event": "stats", "policy": hosted.name})
 
 
 class BackgroundServer:
@@ -331,7 +330,8 @@ class BackgroundServer:
       **overrides: ServerConfig fields replacing those of `config`.
     """
 
-    def __init__(self, policies: Mapping[str, BackendSource], config: ServerConfig = ServerConfig(), *,
+    def __init__(self, policies: Mapping[str, BackendSource] | Sequence[PolicyConfig] | None = None,
+                 config: ServerConfig = ServerConfig(), *,
                  wait_until_loaded: bool = True, **overrides: Any):
         config = dataclasses.replace(config, **overrides)
         self._loop = asyncio.new_event_loop()

@@ -40,6 +40,7 @@ def _tolerant_parser(message_type: Any) -> Any:
 
     return parse
 
+
 logger = logging.getLogger(__name__)
 
 

@@ -137,7 +137,6 @@ class EagerVariables:
             variable.assign(value)
 
 
-
 class EagerBackend(EagerVariables, Backend):
     """A `TFPolicy` (or the policy inside a `PyTFEagerPolicy`) in eager mode.
 
@@ -214,4 +213,3 @@ class EagerBackend(EagerVariables, Backend):
 
     def local_initial_state(self, batch_size: int | None) -> Any:
         return to_numpy(self._local.single.get_initial_state(batch_size))
-

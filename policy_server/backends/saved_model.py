@@ -91,4 +91,3 @@ class SavedModelBackend(EagerVariables, Backend):
         """
         prefix = os.path.join(path, tf.saved_model.VARIABLES_DIRECTORY, tf.saved_model.VARIABLES_FILENAME)
         self._checkpoint.read(prefix).assert_existing_objects_matched().expect_partial()
-

@@ -27,7 +27,7 @@ from policy_server.cli import config_file
 from policy_server.telemetry import logs
 from policy_server.engine import sessions
 from policy_server.cli import supervisor as workers
-from policy_server.config import BatchingConfig, ServerConfig
+from policy_server.config import BatchingConfig, PolicyConfig, ServerConfig
 
 logger = logging.getLogger("policy_server")
 
@@ -195,67 +195,67 @@ def batching_config(args: argparse.Namespace) -> BatchingConfig:
         raise SystemExit(f"policy-server: {e}") from None
 
 
-def policy_batching(args: argparse.Namespace, base: BatchingConfig) -> dict[str, BatchingConfig]:
-    """Policy name -> its own batching settings (a config file's `[policies.NAME] batching`, over `base`).
-
-    Raises:
-      SystemExit: invalid settings (naming the policy).
-    """
-    found = {}
-    for entry in _file_policies(args):
-        if entry.batching:
-            try:
-                found[entry.name] = dataclasses.replace(base, **config_file.batching_fields(entry.batching))
-            except ValueError as e:
-                raise SystemExit(f"policy-server: [policies.{entry.name}] batching: {e}") from None
-    return found
-
-
 def _file_policies(args: argparse.Namespace) -> list[config_file.PolicyEntry]:
     file = getattr(args, "file", None)
     return list(file.policies.values()) if file is not None else []
-
-
-def follow_sources(args: argparse.Namespace) -> tuple[dict[str, str], dict[str, str]]:
-    """(policy -> checkpoint directory, policy -> Reverb address): the config file's, then the flags'."""
-    checkpoints = {e.name: e.follow_checkpoints for e in _file_policies(args) if e.follow_checkpoints}
-    reverb = {e.name: e.follow_reverb for e in _file_policies(args) if e.follow_reverb}
-    checkpoints.update(_pairs(args.follow_checkpoints, "--follow-checkpoints"))
-    reverb.update(_pairs(args.follow_reverb, "--follow-reverb"))
-    return checkpoints, reverb
 
 
 DEMO_FACTORIES = ("cartpole=examples.cartpole:cartpole_q_policy",
                   "cartpole_collect=examples.cartpole:cartpole_collect_policy")
 
 
-def backend_sources(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
-    """name -> function building the policy: the config file's, then --policy, --factory and --demo.
+def policy_configs(args: argparse.Namespace, base: BatchingConfig | None = None) -> list[PolicyConfig]:
+    """One PolicyConfig per policy: the config file's `[policies.NAME]` tables, then --policy, --factory and
+    --demo; --follow-checkpoints, --follow-reverb and --reverb-table over the file's settings.
 
-    A flag naming a policy of the config file replaces its source there.
+    A flag naming a policy of the config file replaces its source there; a
+    policy's own `batching` table applies over `base` (the [batching] defaults
+    and their flags).
 
     Raises:
-      SystemExit: no policy at all, a malformed flag, or a name given twice by flags.
+      SystemExit: nothing to serve, a malformed flag, a name given twice by
+        flags, a follow flag naming no policy, or invalid settings (naming the policy).
     """
-    sources: dict[str, Callable[[], Any]] = {}
+    base = base or batching_config(args)
+    settings: dict[str, dict[str, Any]] = {}
     for entry in _file_policies(args):
-        sources[entry.name] = _factory(entry.factory) if entry.factory else lambda path=entry.saved_model: path
+        source = _factory(entry.factory) if entry.factory else lambda path=entry.saved_model: path
+        own = {"source": source, "follow_checkpoints": entry.follow_checkpoints, "follow_reverb": entry.follow_reverb,
+               "reverb_table": entry.reverb_table, "max_sessions": entry.max_sessions,
+               "session_idle_timeout": entry.session_idle_timeout}
+        if entry.batching:
+            try:
+                own["batching"] = dataclasses.replace(base, **config_file.batching_fields(entry.batching))
+            except ValueError as e:
+                raise SystemExit(f"policy-server: [policies.{entry.name}] batching: {e}") from None
+        settings[entry.name] = own
     flagged: set[str] = set()
 
     def add(name: str, source: Callable[[], Any]) -> None:
         if name in flagged:
             raise SystemExit(f"policy {name!r} is given twice")
         flagged.add(name)
-        sources[name] = source
+        settings.setdefault(name, {})["source"] = source
 
     for name, path in _pairs(args.policy, "--policy").items():
-        add(name, lambda path=path: path)  # a path: served as a SavedModel (tf_backends.backend_for)
+        add(name, lambda path=path: path)  # a path: served as a SavedModel (backends.backend_for)
     for name, target in _pairs([*args.factory, *(DEMO_FACTORIES if args.demo else ())], "--factory").items():
         add(name, _factory(target))
-    if not sources:
+    if not settings:
         raise SystemExit("policy-server: nothing to serve; give --policy NAME=SAVED_MODEL_DIR, "
                          "--factory NAME=MODULE:CALLABLE, or --demo (or a --config file with [policies.NAME])")
-    return sources
+    for flag, key in (("--follow-checkpoints", "follow_checkpoints"), ("--follow-reverb", "follow_reverb")):
+        for name, value in _pairs(getattr(args, key), flag).items():
+            if name not in settings:
+                raise SystemExit(f"policy-server: {flag} {name}=...: no policy named {name!r} is served")
+            settings[name][key] = value
+    for own in settings.values():
+        if args.reverb_table and own.get("follow_reverb") and not own.get("reverb_table"):
+            own["reverb_table"] = args.reverb_table
+    try:
+        return [PolicyConfig(name, **own) for name, own in settings.items()]
+    except ValueError as e:
+        raise SystemExit(f"policy-server: {e}") from None
 
 
 def _factory(target: str) -> Callable[[], Any]:
@@ -290,24 +290,22 @@ def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
 
 def server_config(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth | None] | None = None,
                   ) -> ServerConfig:
-    """The ServerConfig of the flags and config file; `secured` is security_settings(args) (computed if None).
+    """The ServerConfig of the flags and config file, with a PolicyConfig (and its source) per policy;
+    `secured` is security_settings(args) (computed if None).
 
     Raises:
-      SystemExit: invalid settings.
+      SystemExit: invalid settings, or nothing to serve.
     """
     credentials, auth = secured if secured is not None else security_settings(args)
     batching = batching_config(args)
-    checkpoints, reverb = follow_sources(args)
     try:
         return ServerConfig(address=args.address or f"{args.host}:{args.port}", batching=batching,
-                            policy_batching=policy_batching(args, batching),
                             max_message_bytes=args.max_message_mb << 20, stats_interval=args.stats_interval,
-                            follow_checkpoints=checkpoints, follow_reverb=reverb,
-                            follow_interval=args.follow_interval, reverb_table=args.reverb_table,
-                            credentials=credentials, auth=auth, metrics_port=args.metrics_port,
-                            metrics_host=args.metrics_host, max_sessions=args.max_sessions,
-                            session_idle_timeout=args.session_idle_timeout, shared_memory=args.shared_memory,
-                            reuse_port=args.worker_index is not None, reflection=args.reflection)
+                            follow_interval=args.follow_interval, credentials=credentials, auth=auth,
+                            metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                            max_sessions=args.max_sessions, session_idle_timeout=args.session_idle_timeout,
+                            shared_memory=args.shared_memory, reuse_port=args.worker_index is not None,
+                            reflection=args.reflection, policies=policy_configs(args, batching))
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
 
@@ -322,7 +320,7 @@ async def serve(args: argparse.Namespace, secured: tuple[Any, security.TokenAuth
 
     config = server_config(args, secured)
     try:
-        server = PolicyServer(backend_sources(args), config)
+        server = PolicyServer(config=config)
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
     if args.worker_index is not None:
@@ -374,7 +372,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workers < 1:
         raise SystemExit(f"policy-server: --workers must be >= 1, got {args.workers}")
     if args.workers > 1:
-        backend_sources(args)  # something to serve, well formed: checked here once, not by every worker
+        policy_configs(args)  # something to serve, well formed: checked here once, not by every worker
         return workers.supervise(args, argv)
     if args.worker_index is not None:
         workers.join_supervisor()

@@ -1,6 +1,6 @@
-"""`policy-server --config FILE.toml`: several policies with their own batching, followers and security files.
+"""`policy-server --config FILE.toml`: the server's settings and its policies, one table per entity.
 
-    [server]                      # any of the flags' settings, by the flags' names
+    [server]                      # ServerConfig, by the flags' names
     port = 50051
     metrics_port = 9090
     reflection = false            # --no-reflection
@@ -10,21 +10,28 @@
     tls_key = "server.key"
     tokens_file = "tokens"
 
-    [batching]                    # the defaults of every policy
+    [batching]                    # ServerConfig.batching: the defaults of every policy
     max_batch_size = 64
 
-    [policies.collect]            # the first policy is the default one
+    [policies.collect]            # a PolicyConfig; the first policy is the default one
     saved_model = "policies/collect_policy"
     follow_checkpoints = "policies/checkpoints"
     batching = { max_batch_size = 256, max_batch_delay_ms = 1 }
+    max_sessions = 256
 
     [policies.greedy]
     factory = "mypackage.policies:greedy"
 
-A flag given on the command line overrides the file's setting of the same
-name: `--port` its `[server] port`, `--max-batch-size` its `[batching]`
-(not a policy's own `batching`), `--policy NAME=DIR` the source of policy
-NAME. Relative paths are relative to the file's directory.
+Each table maps onto one object: `[server]`, `[security]` and `[batching]`
+onto ServerConfig (and the flags of the same names), each
+`[policies.NAME]` onto the PolicyConfig of NAME (its source, `batching`,
+`follow_checkpoints`, `follow_reverb`, `reverb_table`, `max_sessions`,
+`session_idle_timeout`; a setting it leaves out takes the server's). A flag
+given on the command line overrides the file's setting of the same name:
+`--port` its `[server] port`, `--max-batch-size` its `[batching]` (not a
+policy's own `batching`), `--policy NAME=DIR` the source of policy NAME,
+`--follow-checkpoints NAME=DIR` what NAME follows. Relative paths are
+relative to the file's directory.
 """
 
 from __future__ import annotations
@@ -51,7 +58,8 @@ BATCHING_KEYS: dict[str, tuple[Any, bool]] = {
     "min_batch_timeout_ms": (float, False), "target_latency_ms": (float, False),
 }
 POLICY_KEYS = {"saved_model": (str, True), "factory": (str, False), "follow_checkpoints": (str, True),
-               "follow_reverb": (str, False)}
+               "follow_reverb": (str, False), "reverb_table": (str, False), "max_sessions": (int, False),
+               "session_idle_timeout": (float, False)}
 # BatchingConfig field and scale of each batching key.
 BATCHING_FIELDS = {"max_batch_size": ("max_batch_size", None), "max_batch_delay_ms": ("max_batch_delay", 1e-3),
                    "max_queue_size": ("max_queue_size", None), "allowed_batch_sizes": ("allowed_batch_sizes", None),
@@ -62,13 +70,16 @@ _SECRETS = ("token", "tokens", "secret", "password")
 
 @dataclasses.dataclass(frozen=True)
 class PolicyEntry:
-    """One `[policies.NAME]` table."""
+    """One `[policies.NAME]` table (a PolicyConfig, its source named by `saved_model` or `factory`)."""
 
     name: str
     saved_model: str | None = None
     factory: str | None = None
     follow_checkpoints: str | None = None
     follow_reverb: str | None = None
+    reverb_table: str | None = None
+    max_sessions: int | None = None
+    session_idle_timeout: float | None = None
     batching: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # BATCHING_KEYS -> value
 
 

@@ -39,5 +39,5 @@ def add_to_server(server: grpc.aio.Server, registry: Registry, admission: Admiss
     """
     servicer = OipServicer(registry, admission, ready or (lambda: registry.ready))
     services.add_to_server(servicer, server, oip_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"],
-                      extra_streams=[("ModelStreamInfer", oip_pb.ModelInferRequest, stream_pb.ModelStreamInferResponse)])
+                           extra_streams=[("ModelStreamInfer", oip_pb.ModelInferRequest, stream_pb.ModelStreamInferResponse)])
     return SERVICE_NAME

@@ -1,15 +1,19 @@
-"""Per-policy serving statistics: counters and recent latency percentiles."""
+"""Per-policy serving statistics: counters and recent latency percentiles, and the stats log line."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
+import logging
 import threading
-from typing import Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
 _WINDOW = 4096  # latency samples kept for percentiles
+# The stats lines are the server's own (operators filter on its logger).
+_server_logger = logging.getLogger("policy_server.server")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,3 +97,32 @@ class PolicyStats:
                 queue_wait_ms_p99=float(np.percentile(waits, 99)),
                 inference_ms_p50=float(np.percentile(infer, 50)),
                 inference_ms_p99=float(np.percentile(infer, 99)))
+
+
+class StatsLog:
+    """Logs a stats line per policy that had traffic since its last line (`--stats-interval`).
+
+    Args:
+      hosted: returns the hosted policies (each with `name`, `backend`, `stats`, `scheduler`).
+    """
+
+    def __init__(self, hosted: Callable[[], Iterable[Any]]):
+        self._hosted = hosted
+        self._logged: dict[str, tuple[int, int]] = {}
+
+    async def run(self, interval: float) -> None:
+        """Writes the lines every `interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            self.write()
+
+    def write(self, final: bool = False) -> None:
+        """The lines of the policies with traffic since their last line (`final`: since the start)."""
+        for hosted in self._hosted():
+            snap = hosted.stats.snapshot()
+            seen = (snap.requests, snap.errors)
+            if seen == (self._logged.get(hosted.name, (0, 0)) if not final else (0, 0)):
+                continue
+            self._logged[hosted.name] = seen
+            _server_logger.info("policy %r v%d: %s queue=%d", hosted.name, hosted.backend.version, snap.summary(),
+                                hosted.scheduler.queue_depth, extra={"event": "stats", "policy": hosted.name})

@@ -83,19 +83,20 @@ class PushAssembler:
         except errors.CodecError as e:
             raise errors.InvalidArgumentError.at("slices.dtype", f"{where}: {e}") from None
         if dtype != spec.dtype or tuple(piece.shape) != spec.shape:
-            raise errors.InvalidArgumentError.at("slices.shape", f"{where}: expected shape {spec.shape} and dtype "
-                                                                f"{spec.dtype}, got shape {tuple(piece.shape)} and "
-                                                                f"dtype {dtype}")
+            raise errors.InvalidArgumentError.at(
+                "slices.shape", f"{where}: expected shape {spec.shape} and dtype {spec.dtype}, got shape "
+                                f"{tuple(piece.shape)} and dtype {dtype}")
         size = _nbytes(spec)
         start, end = piece.offset, piece.offset + len(piece.content)
         if end > size:
-            raise errors.InvalidArgumentError.at("slices.offset", f"{where}: bytes {start}..{end} exceed its size of "
-                                                                 f"{size}")
+            raise errors.InvalidArgumentError.at("slices.offset",
+                                                 f"{where}: bytes {start}..{end} exceed its size of {size}")
         if end > start:
             overlap = self._coverage[piece.index].add(start, end)
             if overlap is not None:
-                raise errors.InvalidArgumentError.at("slices.offset", f"{where}: bytes {start}..{end} overlap bytes "
-                                                                     f"{overlap[0]}..{overlap[1]} already received")
+                raise errors.InvalidArgumentError.at(
+                    "slices.offset", f"{where}: bytes {start}..{end} overlap bytes {overlap[0]}..{overlap[1]} "
+                                     "already received")
         buffer = self._buffers.setdefault(piece.index, bytearray(size))
         buffer[start:end] = piece.content
         self.num_bytes += end - start
@@ -111,8 +112,9 @@ class PushAssembler:
             size = _nbytes(spec)
             gap = self._coverage[index].first_gap(size)
             if gap is not None:
-                raise errors.InvalidArgumentError.at("slices", f"variable {index} ({spec.name!r}): bytes {gap[0]}..{gap[1]} "
-                                                          f"of {size} were never received")
+                raise errors.InvalidArgumentError.at(
+                    "slices", f"variable {index} ({spec.name!r}): bytes {gap[0]}..{gap[1]} of {size} were never "
+                              "received")
             buffer = self._buffers.get(index, bytearray(0))
             arrays.append(np.frombuffer(bytes(buffer), dtype=spec.dtype.newbyteorder("<")).reshape(spec.shape))
         return arrays
@@ -124,6 +126,6 @@ def check_values(specs: Sequence[VariableSpec], values: Sequence[np.ndarray]) ->
         raise errors.InvalidArgumentError.at("variables", f"expected {len(specs)} variables, got {len(values)}")
     for index, (spec, value) in enumerate(zip(specs, values)):
         if value.shape != spec.shape or value.dtype != spec.dtype:
-            raise errors.InvalidArgumentError.at(f"variables[{index}]", f"variable {index} ({spec.name!r}): expected "
-                                                                    f"shape {spec.shape} and dtype {spec.dtype}, got "
-                                                                    f"shape {value.shape} and dtype {value.dtype}")
+            raise errors.InvalidArgumentError.at(
+                f"variables[{index}]", f"variable {index} ({spec.name!r}): expected shape {spec.shape} and dtype "
+                                       f"{spec.dtype}, got shape {value.shape} and dtype {value.dtype}")

@@ -63,8 +63,13 @@ def write(tmp_path: Path, text: str, tokens: str | None = None) -> Path:
 
 
 def build(*argv: str):
-    args = cli.parse_args(list(argv))
-    return cli.backend_sources(args), cli.server_config(args)
+    """(policy name -> source, the ServerConfig) that `policy-server ARGV` serves."""
+    config = cli.server_config(cli.parse_args(list(argv)))
+    return {p.name: p.source for p in config.policies}, config
+
+
+def followed(config, kind: str = "follow_checkpoints") -> dict:
+    return {p.name: getattr(p, kind) for p in config.policies if getattr(p, kind)}
 
 
 def rows(n: int):
@@ -77,12 +82,12 @@ def test_two_policies_with_their_own_batching(tmp_path):
     sources, config = build("--config", str(path))
     assert list(sources) == ["small", "large"]
     assert config.batching.max_batch_size == 32 and config.batching.max_queue_size == 1000
-    assert config.batching_for("small").max_batch_size == 4
-    assert config.batching_for("small").max_queue_size == 1000  # the rest comes from [batching]
-    large = config.batching_for("large")
+    assert config.policy("small").batching.max_batch_size == 4
+    assert config.policy("small").batching.max_queue_size == 1000  # the rest comes from [batching]
+    large = config.policy("large").batching
     assert (large.max_batch_size, large.max_batch_delay, large.allowed_batch_sizes) == (64, 0.0015, (8, 64))
     assert config.metrics_port == 0 and config.address == "127.0.0.1:0"
-    with BackgroundServer(sources, config) as server:
+    with BackgroundServer(config=config) as server:
         registry = server.server.registry
         assert registry.get("small").scheduler.config.max_batch_size == 4
         assert registry.get("large").scheduler.config.max_batch_size == 64
@@ -104,9 +109,9 @@ def test_flags_override_the_file(tmp_path):
                             "--policy", "large=/models/large", "--follow-checkpoints", "large=/elsewhere")
     assert config.address == "127.0.0.1:5" and config.metrics_port == 9
     assert config.batching.max_batch_size == 16  # over [batching]
-    assert config.batching_for("small").max_batch_size == 4  # a policy's own batching stays
+    assert config.policy("small").batching.max_batch_size == 4  # a policy's own batching stays
     assert sources["large"]() == "/models/large" and list(sources) == ["small", "large"]
-    assert config.follow_checkpoints == {"large": "/elsewhere"}
+    assert followed(config) == {"large": "/elsewhere"}
     assert config.auth is not None and config.auth.counts() == {"actor": 1}
 
 
@@ -183,17 +188,17 @@ def test_the_readme_example_is_a_valid_config(tmp_path, monkeypatch):
     args = cli.parse_args(["--config", str(path)])
     assert (args.tls_cert, args.tls_key) == (str(tmp_path / "certs/server.pem"), str(tmp_path / "certs/server.key"))
     assert args.tokens_file == "/run/secrets/policy-tokens" and args.log_format == "json"
-    sources = cli.backend_sources(args)
     config = cli.server_config(args, secured=(None, None))
+    sources = {p.name: p.source for p in config.policies}
     assert list(sources) == ["collect", "scripted"]
     assert sources["collect"]() == "/models/root/policies/collect_policy"  # a SavedModel path, loaded later
     assert config.address == "0.0.0.0:50051" and config.metrics_port == 9090 and config.reflection is False
     assert config.batching.max_batch_size == 64
-    collect, scripted = config.batching_for("collect"), config.batching_for("scripted")
+    collect, scripted = config.policy("collect").batching, config.policy("scripted").batching
     assert (collect.max_batch_size, collect.max_batch_delay) == (256, 0.001)
     assert (scripted.max_batch_size, scripted.target_latency) == (8, 0.005)
-    assert config.follow_checkpoints == {"collect": "/models/root/policies/checkpoints"}
-    assert config.follow_reverb == {}
+    assert followed(config) == {"collect": "/models/root/policies/checkpoints"}
+    assert followed(config, "follow_reverb") == {}
 
 
 def test_the_readme_lists_every_server_key():

@@ -19,6 +19,7 @@ from policy_client import (FailedPreconditionError, InvalidArgumentError, Policy
 from policy_client import VariablePublisher
 from examples import actor_learner
 from examples import cartpole as demo_policy
+from policy_server.config import PolicyConfig
 from policy_server.server import BackgroundServer
 from policy_server.backends.eager import EagerBackend
 from policy_server.backends.saved_model import SavedModelBackend
@@ -99,9 +100,9 @@ def test_follows_a_learner_checkpoint_directory(tmp_path):
     # What tf_agents.train.Learner's PolicySavedModelTrigger writes.
     trigger = triggers.PolicySavedModelTrigger(policies_dir, agent, train_step, interval=1)
     collect_dir = os.path.join(policies_dir, "greedy_policy")
-    with BackgroundServer({"greedy": lambda: SavedModelBackend(collect_dir)},
-                          follow_checkpoints={"greedy": os.path.join(policies_dir, "checkpoints")},
-                          follow_interval=0.1) as server, RemotePolicy(server.address, "greedy") as remote:
+    greedy = PolicyConfig("greedy", lambda: SavedModelBackend(collect_dir),
+                          follow_checkpoints=os.path.join(policies_dir, "checkpoints"))
+    with BackgroundServer(policies=[greedy], follow_interval=0.1) as server, RemotePolicy(server.address, "greedy") as remote:
         assert actions_of(remote) == actions_of(py_tf_eager_policy.PyTFEagerPolicy(agent.policy))
         other = demo_policy.cartpole_q_policy(seed=5)
         for variable, value in zip(agent.policy.variables(), other.variables()):
@@ -127,9 +128,9 @@ def test_follows_a_reverb_variable_container():
                          signature=signature)
     replay = reverb.Server([table], port=None)
     try:
-        with BackgroundServer({"cartpole": EagerBackend(demo_policy.cartpole_q_policy(seed=0))},
-                              follow_reverb={"cartpole": f"127.0.0.1:{replay.port}"},
-                              follow_interval=0.1) as server, RemotePolicy(server.address, "cartpole") as remote:
+        cartpole = PolicyConfig("cartpole", EagerBackend(demo_policy.cartpole_q_policy(seed=0)),
+                                follow_reverb=f"127.0.0.1:{replay.port}")
+        with BackgroundServer(policies=[cartpole], follow_interval=0.1) as server, RemotePolicy(server.address, "cartpole") as remote:
             train_step.assign(33)
             # What ReverbVariableContainer.push does, from the python client.
             reverb.Client(f"127.0.0.1:{replay.port}").insert(

@@ -67,7 +67,7 @@ def test_bad_policy_flags_are_clear_errors(flags, match):
     with pytest.raises(SystemExit, match=match):
         from policy_server.cli import command as cli  # pylint: disable=import-outside-toplevel
 
-        cli.backend_sources(cli.parse_args(flags))
+        cli.policy_configs(cli.parse_args(flags))
 
 
 ECHO_FACTORY = ["--factory", "echo=tests.support.fakes:EchoBackend"]

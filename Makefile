@@ -1,6 +1,7 @@
 # tfa-policy-grpc: every task a developer or CI runs.
 #   make demo   run the main job (actor-learner CartPole through the policy server)
-#   make test   run the fast test suite (installs .venv first when needed)
+#   make test   run the fast test suite and the strict docs build (installs .venv first when needed)
+#   make docs   build the manual (docs/) into build/site, warnings as errors
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install proto check-proto test test-all bench bench-quick bench-scaleout demo clean
+.PHONY: install proto check-proto test test-all docs bench bench-quick bench-scaleout demo clean
 
 install: $(STAMP)
 
@@ -31,12 +32,16 @@ check-proto: $(STAMP)
 # SHM_EQUIVALENCE: the equivalence suites again, with every client forced onto the shared-memory data plane.
 SHM_EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
 	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py tests/compat
-test: $(STAMP) check-proto buf-check node-client triton-client
+test: $(STAMP) check-proto buf-check docs node-client triton-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 	TFA_POLICY_DATA_PLANE=shm $(PY) -m pytest -q $(SHM_EQUIVALENCE)
 
+# The manual: MkDocs (mkdocs.yml), strict: a broken link or anchor, or an API symbol that is gone, fails.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 # Everything, slow tests included.
-test-all: $(STAMP) check-proto buf-check node-client triton-client
+test-all: $(STAMP) check-proto buf-check docs node-client triton-client
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
 
 # Clients in other languages, from protos/ alone (examples/clients/*/README.md).

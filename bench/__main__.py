@@ -81,7 +81,7 @@ class Bench:
             # The actors fork from one process that has imported gRPC and numpy (not TensorFlow: the
             # TF-free actors must stay free of it), so they share its memory layout. Spawned actors
             # each get their own layout, which makes every context switch dearer with more
-            # processes than cores (see README, "Benchmarks").
+            # processes than cores (see docs/benchmarks.md).
             self.ctx.set_forkserver_preload(["grpc", "numpy", "bench.processes"])
         # The actors that import TensorFlow (local policies, RemotePolicy) fork from a second
         # forkserver that imported it, for the same reason (bench/forkservers.py).
@@ -238,13 +238,14 @@ def main() -> int:
     parser.add_argument("--start-method", default="forkserver", choices=multiprocessing.get_all_start_methods(),
                         help="multiprocessing start method of every actor process (default: forkserver)")
     parser.add_argument("--readme", action=argparse.BooleanOptionalAction, default=None,
-                        help="rewrite README.md's bench block (default: on for full runs, off with --quick)")
+                        help="rewrite docs/benchmarks.md's report and README.md's headline ratios (default: on "
+                             "for full runs, off with --quick)")
     parser.add_argument("--peer-in-quick", action="store_true", help="with --quick, also run the TorchRL peer at 16")
     parser.add_argument("--out", default=str(RESULTS), help="results directory (default: bench/results)")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="abort (stopping every process) after this many seconds (360 with --quick, else 1800)")
     parser.add_argument("--from-json", metavar="RESULTS_JSON",
-                        help="measure nothing: re-render results.md, the plot (and README with --readme) from a run")
+                        help="measure nothing: re-render results.md, the plot (and the docs with --readme) from a run")
     args = parser.parse_args()
     if args.from_json:
         return render(json.loads(harness.pathlib.Path(args.from_json).read_text()), args.out, bool(args.readme))
@@ -265,7 +266,8 @@ def main() -> int:
 
 
 def render(results: dict[str, Any], out_dir: str, readme: bool) -> int:
-    """Writes results.json, results.md and actions_per_s.png to `out_dir` (and the README block if `readme`)."""
+    """Writes results.json, results.md and actions_per_s.png to `out_dir` (and, if `readme`, the report into
+    docs/benchmarks.md with its plot, and the headline ratios into README.md)."""
     out = harness.pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=_json_default))
@@ -273,10 +275,13 @@ def render(results: dict[str, Any], out_dir: str, readme: bool) -> int:
     (out / "results.md").write_text(table)
     report.plot(results, out / "actions_per_s.png")
     if readme:
-        report.update_readme(table, "python -m bench --quick" if results["quick"] else "make bench")
+        assets = harness.pathlib.Path(report.ROOT) / "docs" / "assets"
+        assets.mkdir(parents=True, exist_ok=True)
+        report.plot(results, assets / "actions_per_s.png")
+        report.update_docs(results, table, "python -m bench --quick" if results["quick"] else "make bench")
     print(table)
-    print(f"bench took {results.get('duration_s', 0):.0f}s; wrote {out}/{' and README.md' if readme else ''}",
-          flush=True)
+    print(f"bench took {results.get('duration_s', 0):.0f}s; wrote {out}/"
+          f"{' and docs/benchmarks.md, README.md' if readme else ''}", flush=True)
     return 0
 
 

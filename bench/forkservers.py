@@ -6,7 +6,7 @@ process that maps TensorFlow at its own address pays more per gRPC call with
 more processes than cores, for code that never touches TensorFlow: at 16
 CartPole actors on 2 cores, a TF-free `PolicyClient` actor that only adds
 `import tensorflow` spent 383 us of CPU per call instead of 266 us, and the
-server 259 us instead of 203 us (README, "Benchmarks"). The TF-free rows
+server 259 us instead of 203 us (docs/benchmarks.md). The TF-free rows
 (PolicyClient, echo) keep multiprocessing's own forkserver, which must not
 import TensorFlow (their RSS is part of the comparison).
 

@@ -1,4 +1,4 @@
-"""Benchmark report: the targets (met / not met), markdown tables, the plot and the README block."""
+"""Benchmark report: the targets (met / not met), markdown tables, the plot, docs/benchmarks.md and the README headline."""
 
 from __future__ import annotations
 
@@ -154,7 +154,7 @@ def workload_table(r: dict[str, Any], workload: str) -> list[str]:
 
 
 def markdown(r: dict[str, Any]) -> str:
-    """The results as markdown tables (results.md, and the README block)."""
+    """The results as markdown tables (results.md, and docs/benchmarks.md)."""
     preload = (" (actors that import TensorFlow fork from a forkserver that preloaded it, the TF-free ones from "
                "one that preloaded gRPC and numpy only: bench/forkservers.py; actor RSS is that of a fresh process "
                "of each kind from the latter, so that every library it maps counts)" if r["start_method"] == "forkserver"
@@ -239,12 +239,47 @@ def plot(r: dict[str, Any], path: pathlib.Path) -> None:
     plt.close(fig)
 
 
-def update_readme(table: str, command: str = "make bench", readme: pathlib.Path = ROOT / "README.md") -> bool:
-    """Replaces README.md's block between the bench markers with `table` (True if it did)."""
-    text = readme.read_text()
-    block = (f"<!-- bench:start -->\nMeasured with `{command}` ({time.strftime('%Y-%m-%d')}):\n\n{table}\n"
-             "![actions per second](bench/results/actions_per_s.png)\n<!-- bench:end -->")
-    if "<!-- bench:start -->" not in text:
-        return False
-    readme.write_text(re.sub(r"<!-- bench:start -->.*<!-- bench:end -->", lambda _: block, text, flags=re.S))
-    return True
+def headline(r: dict[str, Any]) -> str:
+    """The README's headline ratios (16 actors) from one run: the shared-memory and gRPC paths against
+    16 local-policy actors and against the TorchRL peer, and the TF-free actor's memory."""
+    targets = {t["target"]: t["value"] for t in r["targets"]}
+    peer = {(x["workload"], x.get("path", "gRPC")): x["ratio"] for x in r.get("torchrl_ratios", [])
+            if x["metric"] == "actions_per_s"}
+
+    def cell(value: float | None) -> str:
+        return f"{value:.2f}x" if value is not None else "–"
+
+    local = "16 actors: RemotePolicy actions/s / 16 local-policy actors"
+    rows = [("shared memory vs a local policy in each of 16 actors",
+             targets.get(f"shm: CartPole, {local}"), targets.get(f"shm: Atari, {local}")),
+            ("gRPC vs a local policy in each of 16 actors", targets.get(f"CartPole, {local}"),
+             targets.get(f"Atari, {local}")),
+            ("shared memory vs TorchRL's InferenceServer", peer.get(("cartpole", "shared memory")),
+             peer.get(("atari", "shared memory"))),
+            ("gRPC vs TorchRL's InferenceServer", peer.get(("cartpole", "gRPC")), peer.get(("atari", "gRPC")))]
+    lines = ["| actions/s, 16 actor processes, ratio | CartPole MLP | Atari-sized conv net |", "|---|---:|---:|"]
+    lines += [f"| {name} | {cell(a)} | {cell(b)} |" for name, a, b in rows]
+    rss = targets.get("RSS: PolicyClient actor / local-policy actor (CartPole, 16 actors)")
+    if rss is not None:
+        lines += ["", f"A TF-free `PolicyClient` actor holds {rss:.0%} of the memory of an actor with its own "
+                      "local policy."]
+    return "\n".join(lines)
+
+
+def update_docs(r: dict[str, Any], table: str, command: str = "make bench", root: pathlib.Path = ROOT) -> bool:
+    """Rewrites the bench blocks: docs/benchmarks.md's whole report (and its plot, docs/assets) and the
+    README's headline ratios. True if both pages had their markers."""
+    stamp = f"Measured with `{command}` ({time.strftime('%Y-%m-%d')})"
+    page = (f"<!-- bench:start -->\n{stamp}:\n\n{table}\n"
+            "![actions per second](assets/actions_per_s.png)\n<!-- bench:end -->")
+    summary = (f"<!-- headline:start -->\n{headline(r)}\n\n{stamp}; the whole report is in "
+               "[docs/benchmarks.md](docs/benchmarks.md).\n<!-- headline:end -->")
+    done = True
+    for path, start, end, block in ((root / "docs" / "benchmarks.md", "bench:start", "bench:end", page),
+                                    (root / "README.md", "headline:start", "headline:end", summary)):
+        text = path.read_text()
+        if f"<!-- {start} -->" not in text:
+            done = False
+            continue
+        path.write_text(re.sub(rf"<!-- {start} -->.*<!-- {end} -->", lambda _: block, text, flags=re.S))
+    return done

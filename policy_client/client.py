@@ -61,13 +61,17 @@ class PolicyClient:
       policy: the policy name; empty selects the URI's, else the server's default policy.
       timeout: seconds each call may take (its deadline), reconnection included.
       transport: "stream" (one bidi stream, lowest latency) or "unary".
-      credentials, options, load_balancing: see make_channel.
+      credentials: grpc.ChannelCredentials for TLS (see make_channel); None
+        connects in plaintext (or with the URI's TLS options).
+      options: extra gRPC channel options (see make_channel).
+      load_balancing: e.g. "round_robin" over a multi-address target (see make_channel).
       use_plans: after the first answer, fetch the policy's specs once and
         encode / decode conforming values leaf by leaf from then on (the
         generic codec still takes whatever does not fit).
-      token, token_file: the bearer token sent with every call (default:
+      token: the bearer token sent with every call (default:
         $TFA_POLICY_TOKEN, or the file $TFA_POLICY_TOKEN_FILE names; token=""
         sends none). Only over TLS or to a local address (see security).
+      token_file: a file holding the bearer token, instead of `token`.
       data_plane: how conforming action requests travel once the specs are
         known: "auto" (default, or $TFA_POLICY_DATA_PLANE): through a
         shared-memory slot when the server is on this host and offers one

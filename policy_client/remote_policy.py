@@ -45,8 +45,9 @@ class RemotePolicy(py_policy.PyPolicy):
       credentials: grpc.ChannelCredentials for TLS; None connects in plaintext.
       options: extra gRPC channel options.
       load_balancing: e.g. "round_robin" over a multi-address target.
-      token, token_file: the bearer token (default: $TFA_POLICY_TOKEN or
-        $TFA_POLICY_TOKEN_FILE); see PolicyClient.
+      token: the bearer token (default: $TFA_POLICY_TOKEN, or the file
+        $TFA_POLICY_TOKEN_FILE names); see PolicyClient.
+      token_file: a file holding the bearer token, instead of `token`.
       monotonic_versions: ask every server for at least the newest version
         this policy has seen minus `max_version_lag` (ActionRequest.min_version),
         so that versions never go backwards across replicas: a replica that is

@@ -33,9 +33,11 @@ class VariablePublisher:
       chunk_bytes: bytes per stream message (models larger than the message
         limit are sent in slices).
       timeout: deadline of a push in seconds.
-      credentials, options: see make_channel.
-      token, token_file: the learner's bearer token, as for PolicyClient
-        (default: $TFA_POLICY_TOKEN or $TFA_POLICY_TOKEN_FILE).
+      credentials: grpc.ChannelCredentials for TLS (see make_channel).
+      options: extra gRPC channel options (see make_channel).
+      token: the learner's bearer token, as for PolicyClient (default:
+        $TFA_POLICY_TOKEN or $TFA_POLICY_TOKEN_FILE).
+      token_file: a file holding the bearer token, instead of `token`.
 
     `address` may be a grpc:// or grpcs:// URI, as for PolicyClient.
 

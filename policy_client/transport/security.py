@@ -91,8 +91,9 @@ def tls_credentials(ca_file: str | None = None, cert_file: str | None = None,
     Args:
       ca_file: the CA certificates the server's certificate must chain to
         (None: the system's root certificates).
-      cert_file, key_file: the client certificate and its key, for servers
-        that require one (mTLS); both or neither.
+      cert_file: the client certificate, for servers that require one
+        (mTLS); with `key_file`, or neither.
+      key_file: the client certificate's private key.
 
     Raises:
       ValueError: only one of cert_file and key_file.

@@ -1,5 +1,5 @@
 """`policy-server --config FILE.toml`: several policies with their own batching, flags over the file, clear errors,
-and the README's example."""
+and the manual's example."""
 
 from __future__ import annotations
 
@@ -166,16 +166,16 @@ def test_a_config_file_server_as_a_process(tmp_path):
     assert "tokens for actor: 1" in server.stderr and actor not in server.stderr
 
 
-def readme_section(title: str) -> str:
-    """The text of README.md's `## title` section (up to the next `## ` heading)."""
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def docs_section(page: str, title: str) -> str:
+    """The text of docs/PAGE's `## title` section (up to the next `## ` heading)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / page).read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
     return text[start:end if end >= 0 else None]
 
 
-def test_the_readme_example_is_a_valid_config(tmp_path, monkeypatch):
-    section = readme_section("Operating it")
+def test_the_manuals_example_is_a_valid_config(tmp_path, monkeypatch):
+    section = docs_section("operations.md", "Several policies, one config file")
     (example,) = re.findall(r"```toml\n(.*?)```", section, re.S)
     document = tomllib.loads(example)
     path = tmp_path / "serving.toml"
@@ -201,7 +201,7 @@ def test_the_readme_example_is_a_valid_config(tmp_path, monkeypatch):
     assert followed(config, "follow_reverb") == {}
 
 
-def test_the_readme_lists_every_server_key():
-    section = readme_section("Operating it")
-    for key in (*config_file.SERVER_KEYS, *config_file.SECURITY_KEYS):
+def test_the_manual_lists_every_key():
+    section = docs_section("operations.md", "Several policies, one config file")
+    for key in (*config_file.SERVER_KEYS, *config_file.SECURITY_KEYS, *config_file.POLICY_KEYS):
         assert f"`{key}`" in section, key

@@ -11,7 +11,7 @@ calls) are compared with a second identical instance, call by call.
 
 Values are compared exactly (`==`, see tests/support/same.py: dtype, shape and
 np.array_equal) in every case but one (`ULPS`, which says why), and leaf types too: a local leaf of another type than the
-remote one fails unless the difference is one README.md lists (the allow-list
+remote one fails unless the difference is one docs/exactly-like-local.md lists (the allow-list
 `same.LEAF_TYPE_DIFFERENCES`; `_allowed` says which can occur where).
 
 Each case gets its own policy and server (built here, not in a shared session
@@ -278,7 +278,7 @@ class _NumpyScalars(py_policy.PyPolicy):
 
 
 def test_every_documented_leaf_type_difference_occurs(rigs):
-    """The allow-list (README.md's "Remaining type differences") holds only differences that are real."""
+    """The allow-list (docs/exactly-like-local.md, "Remaining differences of type") holds only differences that are real."""
     seen = set()
 
     def differs(name, local_leaf, remote_leaf):

@@ -4,7 +4,7 @@ Values are compared with `==` (np.array_equal, NaN equal to NaN; dtype and
 shape equal too): no tolerance, unless a comparison passes `ulps` (float
 leaves then may differ by that many units in the last place; the matrix does
 so for one case only, where it says why). Leaf types must be the same, except for the
-differences README.md lists under "Remaining type differences" (the
+differences docs/exactly-like-local.md lists under "Remaining differences of type" (the
 allow-list LEAF_TYPE_DIFFERENCES, by name); a comparison names the ones that
 can occur in what it compares, and any other leaf-type difference fails.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-# name -> (the local leaf type, what README.md says). The remote leaf is always a numpy ndarray.
+# name -> (the local leaf type, what docs/exactly-like-local.md says). The remote leaf is always a numpy ndarray.
 LEAF_TYPE_DIFFERENCES: dict[str, tuple[type, str]] = {
     "tf_state": (tf.Tensor, ("a TF policy's state leaves are EagerTensors locally (PyTFEagerPolicy returns the "
                              "policy's own state tensors), numpy arrays remotely")),

@@ -1,6 +1,6 @@
-"""Client library of tfa-policy-grpc: RemotePolicy, load(), PolicyClient, VariablePublisher.
+"""Client library of tfa-policy-grpc: RemotePolicy, load(), PolicyClient, VariablePublisher, FanOutPublisher.
 
-The core (the `wire` layer, PolicyClient, VariablePublisher, the errors)
+The core (the `wire` layer, PolicyClient, the publishers, the errors)
 imports without TensorFlow; RemotePolicy and load() need tf_agents and are
 imported on first use.
 """
@@ -8,6 +8,7 @@ imported on first use.
 from policy_client import wire
 from policy_client.transport.channel import make_channel
 from policy_client.client import ActionResult, PolicyClient, PolicyInfo
+from policy_client.learner.fanout import FanOutPublisher
 from policy_client.learner.publisher import VariablePublisher
 from policy_client.transport.security import TOKEN_ENV, TOKEN_FILE_ENV, tls_credentials
 from policy_client.wire.errors import (CodecError, DeadlineExceededError, FailedPreconditionError, InternalError,
@@ -18,7 +19,8 @@ from policy_client.wire.namedtuples import register_namedtuple
 from policy_client.wire.standins import PolicySpecs
 
 __all__ = [
-    "ActionResult", "CodecError", "DeadlineExceededError", "FailedPreconditionError", "InternalError",
+    "ActionResult", "CodecError", "DeadlineExceededError", "FailedPreconditionError", "FanOutPublisher",
+    "InternalError",
     "InvalidArgumentError", "PermissionDeniedError", "PolicyClient", "PolicyGrpcError", "PolicyInfo",
     "PolicyNotFoundError", "PolicySpecs", "RemoteError", "RemotePolicy", "ResourceExhaustedError",
     "SpecMismatchError", "TOKEN_ENV", "TOKEN_FILE_ENV", "UnauthenticatedError", "UnavailableError",

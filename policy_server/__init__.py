@@ -1,9 +1,15 @@
 """The policy server of tfa-policy-grpc: hosts TF-Agents policies with batched inference.
 
 Public names (imported on first use, so that `policy-server --help` loads no
-TensorFlow): PolicyServer, BackgroundServer, ServerConfig, BatchingConfig,
-Backend, PyPolicyBackend, EagerBackend, SavedModelBackend, GraphBackend,
-backend_for, WeightUpdate.
+TensorFlow): PolicyServer, BackgroundServer, ServerConfig, PolicyConfig,
+BatchingConfig, Backend, PyPolicyBackend, EagerBackend, SavedModelBackend,
+GraphBackend, backend_for, WeightUpdate.
+
+The package is in wings, one folder per concept (docs/architecture.md): a
+request enters through a front door (`native`, `shm`, `oip`), is admitted
+once (`admission`), waits and is batched in the `engine`, runs on one of the
+`backends`; `weights` change between batches; `telemetry` and `cli` serve
+operators.
 """
 
 import importlib

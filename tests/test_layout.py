@@ -76,3 +76,40 @@ def test_generated_code_is_fenced_in_its_own_package():
 def test_no_demo_lives_in_a_package():
     for package in ("policy_client", "policy_server"):
         assert not [p.name for p in (ROOT / package).rglob("*.py") if "demo" in p.name], package
+
+
+# The top of policy_server holds only what ties the wings together; everything else lives in a wing.
+SERVER_TOP = {"__init__.py", "server.py", "registry.py", "config.py", "security.py", "admission.py", "services.py",
+              "py.typed"}
+SERVER_WINGS = {"native", "shm", "oip", "engine", "backends", "weights", "telemetry", "cli"}
+CLIENT_TOP = {"__init__.py", "client.py", "remote_policy.py", "loader.py", "py.typed"}
+CLIENT_WINGS = {"transport", "learner", "cli", "wire"}
+
+
+@pytest.mark.parametrize("package, top, wings", [("policy_server", SERVER_TOP, SERVER_WINGS),
+                                                 ("policy_client", CLIENT_TOP, CLIENT_WINGS)])
+def test_packages_are_wings_by_concept(package, top, wings):
+    entries = [p for p in (ROOT / package).iterdir() if p.name != "__pycache__"]
+    assert {p.name for p in entries if p.is_file()} == top
+    assert {p.name for p in entries if p.is_dir()} == wings
+    for wing in wings:
+        assert ast.get_docstring(ast.parse((ROOT / package / wing / "__init__.py").read_text())), wing
+
+
+@pytest.mark.parametrize("path", [p for p in modules("policy_server") if p.parent.name in ("native", "shm", "oip")],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_front_doors_reach_the_engine_only_through_the_admission_seam(path):
+    """No door queues on a scheduler or steps a session itself: Admission.submit does, for every door."""
+    text = path.read_text()
+    assert "scheduler.submit(" not in text and "sessions.begin(" not in text and "sessions.step(" not in text
+    assert "supports_seed" not in text or path.name == "messages.py"  # AS_LOCAL: the policy's own answer to a seed
+
+
+def test_one_field_error_helper_and_one_status_mapping():
+    for path in modules("policy_server") + modules("policy_client"):
+        text = path.read_text()
+        if path.name != "errors.py":
+            assert "fields=((" not in text, f"{path.name}: build a one-field error with RemoteError.at"
+        assert "def _invalid(" not in text, path.name
+        if path.name != "status.py":
+            assert "def as_remote_error(" not in text, path.name

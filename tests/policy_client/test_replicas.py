@@ -114,7 +114,7 @@ def test_versions_never_go_backwards_for_an_actor_across_replicas():
 
 
 def test_a_learner_pushes_to_every_replica_and_learns_what_each_serves():
-    from policy_client.learner.fanout import FanOutPublisher  # pylint: disable=import-outside-toplevel
+    from policy_client import FanOutPublisher  # pylint: disable=import-outside-toplevel
 
     replicas = [BackgroundServer({"echo": EchoBackend(stateful=False)}) for _ in range(3)]
     try:

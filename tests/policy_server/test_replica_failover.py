@@ -25,7 +25,7 @@ import pytest
 from tf_agents.trajectories import time_step as ts
 
 from policy_client import PolicyClient
-from policy_client.learner.fanout import FanOutPublisher
+from policy_client import FanOutPublisher
 from tests.support.failover import FailoverActor, Replicas, print_figures, run_failover
 
 pytestmark = [pytest.mark.timeout(600)]

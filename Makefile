@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install proto check-proto test test-all docs bench bench-quick bench-scaleout demo clean
+.PHONY: install proto check-proto test test-all docs bench bench-quick bench-scaleout bench-fleet demo demo-ray clean
 
 install: $(STAMP)
 
@@ -98,8 +98,18 @@ bench-quick: $(STAMP)
 bench-scaleout: $(STAMP)
 	$(PY) -m bench.scaleout
 
+# Replicas placed by Ray vs the same servers started by hand (1 and 2 replicas, interleaved), and the start-up
+# of a whole fleet, on a simulated 3-node cluster (bench/results/fleet.{json,md}; about 3 minutes).
+bench-fleet: $(STAMP)
+	$(PY) -m bench.fleet
+
 demo: $(STAMP)
 	@$(PY) -m examples.demo
+
+# The actor-learner run across a simulated 3-node Ray cluster on 127.0.0.1 (examples/ray_actor_learner.py:
+# 2 replicas, 4 collect actors and an eval actor placed by Ray; --address HOST:PORT for a real cluster).
+demo-ray: $(STAMP)
+	@$(PY) -m examples.ray_actor_learner
 
 clean:
 	rm -rf $(VENV) .venv-torchrl $(TRITON_VENV) build *.egg-info .pytest_cache .hypothesis

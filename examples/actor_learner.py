@@ -98,7 +98,7 @@ def _eval_actor(policy_address: str, episodes: int, stop: Any, reports: Any) -> 
                 metric.reset()
 
 
-def _replay_server(collect_data_spec: Any, config: Config) -> Any:
+def replay_server(collect_data_spec: Any, config: Config) -> Any:
     import reverb  # pylint: disable=import-outside-toplevel
     from tf_agents.specs import tensor_spec  # pylint: disable=import-outside-toplevel
 
@@ -143,7 +143,7 @@ class _Progress:
         return self.evals[-1][0] if self.evals else None
 
 
-def _make_agent(config: Config) -> Any:
+def make_agent(config: Config) -> Any:
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     from tf_agents.agents.dqn import dqn_agent  # pylint: disable=import-outside-toplevel
     from tf_agents.train.utils import train_utils  # pylint: disable=import-outside-toplevel
@@ -190,12 +190,12 @@ def _run(config: Config, root_dir: str, log: Any, temporary: bool) -> dict[str, 
     from policy_client import VariablePublisher  # pylint: disable=import-outside-toplevel
 
     start = time.monotonic()
-    agent, train_step = _make_agent(config)
+    agent, train_step = make_agent(config)
     # Reverb's C++ code writes INFO lines to stderr with no level to turn down
     # (server start and stop, each sampler); they are silenced where they come.
     quiet = os.environ.get("TFA_POLICY_DEMO_VERBOSE") != "1"
     with native_stderr_silenced(quiet):
-        replay = _replay_server(agent.collect_data_spec, config)
+        replay = replay_server(agent.collect_data_spec, config)
     reverb_address = f"127.0.0.1:{replay.port}"
     server, policy_address = start_server(["--demo", "--max-batch-size", "64"])
     ctx = actor_context()

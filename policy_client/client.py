@@ -14,13 +14,11 @@ import grpc
 import numpy as np
 
 from policy_client import wire
-from policy_client.transport import security
 from policy_client.transport import shm
-from policy_client.transport.channel import DEFAULT_TIMEOUT, make_channel, several_addresses
-from policy_client.transport.sender import ActionSender
-from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, errors, status
+from policy_client.transport.channel import DEFAULT_TIMEOUT
+from policy_client.transport.connection import Router, TargetSource
+from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
-from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_client.wire.standins import PolicySpecs
 from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 
@@ -57,7 +55,11 @@ class PolicyClient:
     Args:
       address: gRPC target of the server (see make_channel), or a URI
         "grpcs://host:port/policy?ca=...&cert=...&key=...&server_name=...&token_file=..."
-        (or grpc:// for plaintext; see policy_client.transport.security).
+        (or grpc:// for plaintext; see policy_client.transport.security), or
+        a target source: a callable returning the current target (e.g. a
+        fleet's ReplicaSet). The client re-reads a source every second, and at
+        once when a call finds no server, and moves to a new target without
+        failing the calls in flight (see transport.connection).
       policy: the policy name; empty selects the URI's, else the server's default policy.
       timeout: seconds each call may take (its deadline), reconnection included.
       transport: "stream" (one bidi stream, lowest latency) or "unary".
@@ -98,33 +100,35 @@ class PolicyClient:
     backend: str = ""
     min_version: int = 0
 
-    def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, address: str | TargetSource, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
                  options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
                  use_plans: bool = True, token: str | None = None, token_file: str | None = None,
                  data_plane: str | None = None):
         if transport not in ("stream", "unary"):
             raise ValueError(f"transport must be 'stream' or 'unary', got {transport!r}")
-        where = security.endpoint(address, policy, credentials=credentials, token=token, token_file=token_file)
-        self.address = where.target
-        self.policy = where.policy
+        self._router = Router(address, policy, timeout=timeout, credentials=credentials, options=options,
+                              load_balancing=load_balancing, token=token, token_file=token_file,
+                              data_plane=data_plane or os.environ.get(DATA_PLANE_ENV) or "auto")
+        self.policy = self._router.policy
         self.timeout = timeout
         self.transport = transport
-        self._channel = make_channel(where.target, credentials=where.credentials,
-                                     options=(*where.options, *options), load_balancing=load_balancing)
-        self._stub = service_grpc.PolicyServiceStub(self._channel)
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.use_plans = use_plans
         self._plans: tuple[RequestPlan, AnswerPlan] | None = None
         self._plans_tried = False
-        merged = dict((("grpc.max_send_message_length", DEFAULT_MAX_MESSAGE_BYTES), *where.options, *options))
-        self._sender = ActionSender(self._stub, self.address, int(merged["grpc.max_send_message_length"]))
-        plane = data_plane or os.environ.get(DATA_PLANE_ENV) or "auto"
-        if plane == "auto" and (load_balancing or several_addresses(where.target)):
-            plane = "grpc"  # balanced over replicas: a slot would tie every request to one of them
-        self._shm = shm.SharedMemoryPath(self._channel, self.policy, plane, timeout)
+
+    @property
+    def address(self) -> str:
+        """The gRPC target calls go to now (for a target source, its latest)."""
+        return self._router.current.target
+
+    def retarget(self, target: str) -> None:
+        """Moves the client to `target`: new calls go there at once, calls in flight finish (or go again
+        there if their server is gone). A client whose address is a target source does this by itself."""
+        self._router.retarget(target)
 
     def set_plans(self, specs: PolicySpecs) -> tuple[RequestPlan, AnswerPlan]:
         """Compiles the plans of `specs` (the served policy's) for the fast path."""
@@ -150,12 +154,12 @@ class PolicyClient:
 
     def list_policies(self) -> list[PolicyInfo]:
         """Every policy the server hosts."""
-        response = self._unary(self._stub.ListPolicies, service_pb.ListPoliciesRequest())
+        response = self._unary("ListPolicies", service_pb.ListPoliciesRequest())
         return [PolicyInfo(p.name, p.version, p.backend, p.stateful) for p in response.policies]
 
     def get_specs(self) -> tuple[PolicySpecs, int]:
         """The policy's specs and current version (and sets `backend`, the kind hosting it)."""
-        response = self._unary(self._stub.GetSpecs, service_pb.GetSpecsRequest(policy=self.policy))
+        response = self._unary("GetSpecs", service_pb.GetSpecsRequest(policy=self.policy))
         self.backend = response.backend
         return wire.policy_specs_from_proto(response.specs), response.version
 
@@ -168,7 +172,7 @@ class PolicyClient:
         request = service_pb.GetInitialStateRequest(policy=self.policy, batch_size=batch_size or 0)
         if as_local:
             request.input_mode = service_pb.INPUT_MODE_AS_LOCAL
-        response = self._unary(self._stub.GetInitialState, request)
+        response = self._unary("GetInitialState", request)
         return wire.nest_from_proto(response.state, copy=True)
 
     def load_checkpoint(self, path: str, version: int = 0) -> int:
@@ -177,17 +181,17 @@ class PolicyClient:
         `version` 0 takes the checkpoint's own train step (else the one in its name).
         """
         request = service_pb.LoadCheckpointRequest(policy=self.policy, path=path, version=version)
-        return self._unary(self._stub.LoadCheckpoint, request).version
+        return self._unary("LoadCheckpoint", request).version
 
     def variables(self) -> tuple[int, list[np.ndarray]]:
         """(version, the values of every variable in the policy's order) as the server holds them."""
         request = service_pb.GetVariablesRequest(policy=self.policy, include_values=True)
-        response = self._unary(self._stub.GetVariables, request)
+        response = self._unary("GetVariables", request)
         return response.version, [wire.array_from_proto(v.value, copy=True) for v in response.variables]
 
     def stats(self) -> list[dict[str, Any]]:
         """Serving statistics of every policy (or of this client's policy if named)."""
-        response = self._unary(self._stub.GetStats, service_pb.GetStatsRequest(policy=self.policy))
+        response = self._unary("GetStats", service_pb.GetStatsRequest(policy=self.policy))
         return [{f.name: getattr(p, f.name) for f in p.DESCRIPTOR.fields} for p in response.policies]
 
     # -------------------------------------------------------------- actions
@@ -243,7 +247,7 @@ class PolicyClient:
     @property
     def data_plane(self) -> str:
         """Where conforming action requests go now: "shm" (a shared-memory slot) or "grpc"."""
-        return "shm" if self._shm.active else "grpc"
+        return "shm" if self._router.current.shm.active else "grpc"
 
     def send_leaves(self, plan: RequestPlan, leaves: Sequence[np.ndarray], *, batch_size: int = 0,
                     seed: int | None = None, answer: AnswerPlan | None = None) -> ActionResult:
@@ -261,7 +265,8 @@ class PolicyClient:
         """The answer through the shared-memory slot; None: send it over gRPC (no slot, not accepted, ...)."""
         if seed is not None and self.input_mode == service_pb.INPUT_MODE_AS_LOCAL:
             return None  # the local policy's own answer to a seed may be its exception: the server's AS_LOCAL path
-        slot = self._shm.slot(rows)
+        conn = self._router.current
+        slot = conn.shm.slot(rows)
         if slot is None:
             return None
         try:
@@ -269,7 +274,7 @@ class PolicyClient:
         except shm.SlotBusy:
             return None
         except shm.SlotBroken:  # the server stopped or restarted: gRPC sends it again, and waits for it
-            self._shm.lost(slot)
+            conn.shm.lost(slot)
             return None
         except TimeoutError:
             raise errors.DeadlineExceededError(
@@ -279,7 +284,7 @@ class PolicyClient:
         if code == _UNAVAILABLE:  # not accepted (the server is stopping): over gRPC, within the deadline
             return None
         if code == _ABORTED:  # the policy's answers do not fit a slot: gRPC from now on
-            self._shm.disable()
+            conn.shm.disable()
             return None
         raise status.from_status(out)
 
@@ -350,17 +355,16 @@ class PolicyClient:
         With `plan`, an answer whose leaves all have their specs' dtypes and
         shapes (outer + spec shape) is decoded leaf by leaf.
         """
-        result = _decode(self._sender.send(request, self.transport, self.timeout), plan, outer)
+        response = self._router.send(request, self.transport, self.timeout)
+        result = _decode(response, plan, outer)
         self._learn_plans()
         return result
 
     def close(self) -> None:
         """Closes the stream and the channel."""
-        self._sender.close()
-        self._shm.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
-        self._channel.close()
+        self._router.close()
 
     def __enter__(self) -> "PolicyClient":
         return self
@@ -370,14 +374,8 @@ class PolicyClient:
 
     # -------------------------------------------------------------- internals
 
-    def _unary(self, method: Any, request: Any) -> Any:
-        try:
-            return method(request, timeout=self.timeout, wait_for_ready=True)
-        except grpc.RpcError as e:
-            error = status.from_rpc_error(e)
-        # Raised outside the except block: the failed call (grpc objects) is not
-        # kept alive as __context__ by a caller that holds on to the error.
-        raise error
+    def _unary(self, method: str, request: Any) -> Any:
+        return self._router.unary(method, request, self.timeout)
 
 
 def _decode(response: service_pb.ActionResponse, plan: AnswerPlan | None, outer: tuple[int, ...]) -> ActionResult:

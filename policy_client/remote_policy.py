@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import grpc
 import numpy as np
@@ -38,7 +38,9 @@ class RemotePolicy(py_policy.PyPolicy):
 
     Args:
       address: gRPC target of the server, e.g. "127.0.0.1:50051", or a
-        grpc:// / grpcs:// URI (see PolicyClient and policy_client.transport.security).
+        grpc:// / grpcs:// URI (see PolicyClient and policy_client.transport.security),
+        or a target source: a callable returning the current target (e.g. a
+        fleet's ReplicaSet), re-read when the replicas move.
       policy: the policy name on the server; empty selects its default policy.
       timeout: deadline of each call in seconds, reconnection included.
       transport: "stream" (default, lowest latency) or "unary".
@@ -62,7 +64,7 @@ class RemotePolicy(py_policy.PyPolicy):
         (PolicyNotFoundError).
     """
 
-    def __init__(self, address: str, policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, address: str | Callable[[], str], policy: str = "", *, timeout: float = DEFAULT_TIMEOUT,
                  transport: str = "stream", credentials: grpc.ChannelCredentials | None = None,
                  options: Sequence[tuple[str, Any]] = (), load_balancing: str | None = None,
                  token: str | None = None, token_file: str | None = None, monotonic_versions: bool = True,
@@ -91,6 +93,11 @@ class RemotePolicy(py_policy.PyPolicy):
     def client(self) -> PolicyClient:
         """The numpy-level client underneath (for stats, list_policies, ...)."""
         return self._client
+
+    @property
+    def address(self) -> str:
+        """The gRPC target calls go to now (for a target source, its latest)."""
+        return self._client.address
 
     @property
     def last_version(self) -> int:

@@ -53,8 +53,8 @@ def test_the_wire_layer_imports_no_tensorflow_at_module_level(path):
     assert not [n for n in names if n.split(".")[0] in ("tensorflow", "tf_agents", "keras")]
 
 
-@pytest.mark.parametrize("path", modules("policy_client") + modules("policy_server") + modules("examples"),
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize("path", modules("policy_client") + modules("policy_server") + modules("policy_fleet")
+                         + modules("examples"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_modules_are_small_and_documented(path):
     text = path.read_text()
     assert len(text.splitlines()) <= MAX_LINES, f"{path.name} has more than {MAX_LINES} lines"
@@ -113,3 +113,21 @@ def test_one_field_error_helper_and_one_status_mapping():
         assert "def _invalid(" not in text, path.name
         if path.name != "status.py":
             assert "def as_remote_error(" not in text, path.name
+
+
+@pytest.mark.parametrize("path", modules("policy_client") + modules("policy_server") + modules("bench")
+                         + modules("examples") + modules("scripts"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_outside_the_ray_extra_imports_ray(path):
+    """Ray is the optional [ray] extra: only policy_fleet (and what runs on Ray: its example, its tests) imports it."""
+    if path.name in ("ray_actor_learner.py",):  # the example of the extra itself
+        return
+    assert not [m for m, _ in imports(path) if m.split(".")[0] == "ray"]
+
+
+@pytest.mark.parametrize("path", modules("policy_fleet"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_fleet_uses_the_public_names_of_both_packages(path):
+    for module, names in imports(path):
+        if module.split(".")[0] in ("policy_client", "policy_server"):
+            assert not any(part.startswith("_") for part in module.split(".")), f"{path.name} imports {module}"
+            assert not [n for n in names if n.startswith("_")], f"{path.name} imports private names {names}"
+        assert module.split(".")[0] not in ("tests", "examples"), f"{path.name} imports {module}"

@@ -9,6 +9,10 @@ server, so sending it again is safe; a seeded one gives the same answer.
 A message over a size limit ends a whole stream, for every caller waiting on
 it: each of them sends its request again as a unary call, so that only the
 oversized one fails; requests that large go unary from then on.
+
+A sender whose connection was retired (its client moved to a new target:
+see transport.connection) sends nothing again itself: a request that finds
+no server raises `Retired`, and the client sends it on the new connection.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from typing import Callable
 
 import grpc
 
@@ -32,6 +37,10 @@ _LOCAL_CANCEL = ("Locally cancelled by application!", "Channel closed!")
 _PAUSE = 0.05
 
 
+class Retired(errors.UnavailableError):
+    """A request found no server on a connection its client has left: send it on the client's new one."""
+
+
 class ActionSender:
     """Sends Action requests on one shared stream or as unary calls; thread-safe.
 
@@ -39,11 +48,15 @@ class ActionSender:
       stub: the channel's PolicyService stub.
       address: the server's address, for messages.
       max_send_bytes: the channel's grpc.max_send_message_length (-1: none).
+      on_unavailable: called each time a request finds no server (before it goes again).
     """
 
-    def __init__(self, stub: service_grpc.PolicyServiceStub, address: str, max_send_bytes: int):
+    def __init__(self, stub: service_grpc.PolicyServiceStub, address: str, max_send_bytes: int,
+                 on_unavailable: Callable[[], None] | None = None):
         self._stub = stub
         self._address = address
+        self._on_unavailable = on_unavailable
+        self._retired = False
         self._max_send_bytes = max_send_bytes if max_send_bytes >= 0 else math.inf
         self._stream: ActionStream | None = None
         self._lock = threading.Lock()
@@ -70,6 +83,20 @@ class ActionSender:
         if transport == "unary" or size >= self._unary_from_bytes:
             return self._unary(request, deadline, size)
         return self._on_stream(request, deadline, timeout, size)
+
+    def retire(self) -> None:
+        """From now on a request that finds no server raises Retired instead of going again here."""
+        self._retired = True
+
+    def _again(self, error: errors.UnavailableError, deadline: float) -> None:
+        """Before a request goes again: raise if it may not (out of time, or retired), else pause."""
+        if self._on_unavailable is not None:
+            self._on_unavailable()
+        if time.monotonic() >= deadline:
+            raise error
+        if self._retired:
+            raise Retired(error.details) from None
+        time.sleep(_PAUSE)
 
     def close(self) -> None:
         """Closes the stream; calls the channel's closing cancels are not sent again."""
@@ -105,10 +132,8 @@ class ActionSender:
             except errors.UnavailableError as e:
                 # Not accepted (the stream broke, the policy is still loading, the
                 # server is stopping): safe to send again until the deadline.
-                if time.monotonic() >= deadline:
-                    raise
                 unavailable = e
-                time.sleep(_PAUSE)
+                self._again(e, deadline)
 
     def _unary(self, request: service_pb.ActionRequest, deadline: float, size: int) -> service_pb.ActionResponse:
         unavailable: errors.UnavailableError | None = None
@@ -117,7 +142,7 @@ class ActionSender:
                 return self._stub.Action(request, timeout=max(deadline - time.monotonic(), 0.0),
                                          wait_for_ready=True)
             except grpc.RpcError as e:
-                error, again = status.from_rpc_error(e), self._not_accepted(e)
+                error, again, code = status.from_rpc_error(e), self._not_accepted(e), e.code()
             # Raised outside the except block: the failed call is not kept alive as __context__.
             if isinstance(error, errors.ResourceExhaustedError) and SIZE_LIMIT_TEXT in error.details:
                 self._unary_from_bytes = min(self._unary_from_bytes, size)
@@ -127,13 +152,13 @@ class ActionSender:
                     "client's grpc.max_send_message_length / grpc.max_receive_message_length)")
             if isinstance(error, errors.DeadlineExceededError) and unavailable is not None:
                 raise unavailable
+            if self._retired and code == grpc.StatusCode.CANCELLED:  # its retired channel closed under it
+                raise Retired(error.details) from None
             if not again:
                 raise error
             unavailable = error if isinstance(error, errors.UnavailableError) else errors.UnavailableError(
                 f"the server cancelled the call ({error.details})")
-            if time.monotonic() >= deadline:
-                raise unavailable
-            time.sleep(_PAUSE)
+            self._again(unavailable, deadline)
 
     def _not_accepted(self, error: grpc.RpcError) -> bool:
         """Whether a failed unary Action may be sent again: UNAVAILABLE, or CANCELLED by the server."""

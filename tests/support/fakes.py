@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -97,3 +98,9 @@ class FailingBackend(EchoBackend):
         if np.isnan(time_step.observation).any():
             raise RuntimeError("NaN in observation")
         return super().action(time_step, policy_state, seed)
+
+
+def slow_loading_echo() -> EchoBackend:
+    """An EchoBackend that takes $SLOW_ECHO_SECONDS (default 5) to load: a replica still loading."""
+    time.sleep(float(os.environ.get("SLOW_ECHO_SECONDS", "5")))
+    return EchoBackend()

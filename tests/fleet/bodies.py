@@ -66,7 +66,7 @@ class CheckedEcho:
 
     def report(self) -> dict[str, Any]:
         return {"versions": tuple(self.versions), "backwards": self.backwards, "target": self.client.address,
-                "calls": self.calls, "ok": self.ok, "wrong": self.wrong, "failed": self.failed,
+                "plane": self.client.data_plane, "calls": self.calls, "ok": self.ok, "wrong": self.wrong, "failed": self.failed,
                 "errors": list(self.errors)}
 
     def close(self) -> None:

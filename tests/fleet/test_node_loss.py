@@ -76,6 +76,8 @@ def test_a_lost_node_costs_the_others_nothing_and_its_processes_come_back(cluste
         # Actors on a replica's node use that replica alone (shared memory where offered); the head's, both.
         assert reports[0].target == before[0].address and reports[2].target == before[1].address
         assert reports[4].target.startswith("ipv4:")
+        # An actor beside its replica negotiated the shared-memory plane, as on any host; balanced ones use gRPC.
+        assert [r.detail["plane"] for r in reports] == ["shm"] * 4 + ["grpc"] * 2
         survivors = (2, 3, 4, 5)
         at_kill = totals(reports, survivors)
         lost = {r.index: r.started for r in reports if r.index in (0, 1)}
@@ -156,4 +158,18 @@ def test_a_replica_that_is_still_loading_gets_no_traffic(cluster):
         assert slow.target() == loading.address  # once it serves, it is in the target
     finally:
         slow.stop()
+        replicas.stop()
+
+
+def test_a_replica_runs_its_server_with_workers(cluster):
+    """`workers=2`: each replica is a `policy-server --workers 2` (two processes on its port)."""
+    replicas = ReplicaSet.start(ECHO, replicas=1, num_cpus=1, workers=2, timeout=WAIT)
+    try:
+        (info,) = replicas.infos()
+        with PolicyClient(info.address, POLICY, timeout=30, data_plane="grpc") as client:
+            result = client.action(echo_time_step(np.ones(3, np.float32)), {"count": np.array(0, np.int64)})
+            np.testing.assert_array_equal(result.policy_step.action, 2 * np.ones(3, np.float32))
+        children = open(f"/proc/{info.pid}/task/{info.pid}/children").read().split()
+        assert len(children) == 2  # the supervisor's two workers
+    finally:
         replicas.stop()

@@ -109,12 +109,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--follow-reverb", action="append", default=[], metavar="NAME=REVERB_ADDRESS",
                         help="load new variables from a ReverbVariableContainer on REVERB_ADDRESS into "
                              "policy NAME (repeatable)")
-    parser.add_argument("--reverb-table", default=None, help="variable container table (default: variables)")
+    parser.add_argument("--reverb-table", default=None,
+                        help="the variable container's table, for every policy that follows Reverb without a "
+                             "reverb_table of its own in the config file (default: variables)")
     parser.add_argument("--follow-interval", type=float, default=2.0,
                         help="seconds between polls of followed sources (default: %(default)s)")
     parser.add_argument("--max-sessions", type=int, default=sessions.DEFAULT_MAX_SESSIONS,
-                        help="server-held recurrent sessions (OIP sequence_id) per policy; one more is refused "
-                             "with RESOURCE_EXHAUSTED (default: %(default)s)")
+                        help="server-held recurrent sessions (OIP sequence_id) per policy, unless its config-file "
+                             "table sets max_sessions; one more is refused with RESOURCE_EXHAUSTED (default: "
+                             "%(default)s)")
     parser.add_argument("--session-idle-timeout", type=float, default=sessions.DEFAULT_IDLE_TIMEOUT, metavar="S",
                         help="seconds without a step after which a session is freed (default: %(default)s)")
     parser.add_argument("--shared-memory", action=argparse.BooleanOptionalAction, default=True,

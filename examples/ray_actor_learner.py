@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -124,6 +125,7 @@ def _run(config: Config, replicas: int, started: float, log: Any) -> dict[str, A
         servers.stop()
         with logs.native_stderr_silenced(quiet):
             replay.stop()
+        shutil.rmtree(root_dir, ignore_errors=True)
     returns = [r for r, _ in evals]
     result = {"final_return": returns[-1] if returns else 0.0, "best_return": max(returns, default=0.0),
               "reached": bool(returns) and max(returns) >= config.target_return, "train_steps": int(train_step.numpy()),

@@ -31,7 +31,7 @@ def die_with_parent() -> None:
             time.sleep(_WATCH_INTERVAL)
         os.kill(os.getpid(), signal.SIGKILL)
 
-    if os.getppid() != parent or parent == 1:
+    if parent == 1:  # started orphaned: the actor is gone already
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 

@@ -10,13 +10,12 @@ import time
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from policy_client.wire import SERVICE_NAME
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
-from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_server import oip, security, services
 from policy_server.admission import Admission
 from policy_server.backends.base import Backend
@@ -124,13 +123,14 @@ class PolicyServer:
             self.shared_memory = shm.SharedMemoryPlane(self.registry, self.admission, on_request=self._count_shm,
                                                        max_message_bytes=self.config.max_message_bytes)
             self.shared_memory.start()
-            shm_grpc.add_SharedMemoryServiceServicer_to_server(self.shared_memory, self._server)
+            services.add_guarded(self.shared_memory, self._server,
+                                 shm_pb.DESCRIPTOR.services_by_name["SharedMemoryService"])
             names.append(SHM_SERVICE_NAME)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        services.add_guarded(self.health, self._server, health_pb2.DESCRIPTOR.services_by_name["Health"])
         if self.config.reflection:
-            reflection.enable_server_reflection(
-                (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                 reflection.SERVICE_NAME), self._server)
+            names = (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+            services.add_guarded(reflection.aio.ReflectionServicer(names), self._server,
+                                 reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"])
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address, tls = self.config.address, self.config.credentials is not None
         try:

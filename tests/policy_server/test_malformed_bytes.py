@@ -59,3 +59,68 @@ def test_push_with_malformed_bytes_is_refused(echo_server):
         with pytest.raises(grpc.RpcError) as info:
             push(iter([b"\xff\xff"]), timeout=10)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def _every_method(address: str) -> list[tuple[str, bool, bool]]:
+    """(path, client streaming, server streaming) of every method of every service, found through reflection."""
+    from google.protobuf.descriptor_pool import DescriptorPool  # pylint: disable=import-outside-toplevel
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (  # pylint: disable=import-outside-toplevel
+        ProtoReflectionDescriptorDatabase)
+
+    with grpc.insecure_channel(address) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        pool = DescriptorPool(database)
+        found = []
+        for name in database.get_services():
+            service = pool.FindServiceByName(name)
+            found += [(f"/{service.full_name}/{m.name}", m.client_streaming, m.server_streaming)
+                      for m in service.methods]
+    return found
+
+
+# Bytes that are not any message: an unterminated varint, a length past the end, a group never closed,
+# field number 0, and a nest past protobuf's depth limit.
+MALFORMED = (b"\xff\xff\xff garbage", b"\x0a\xff\x01abc", b"\x0b\x10\x01", b"\x00\x01", too_deep_request())
+
+
+def test_every_method_of_every_service_answers_malformed_bytes_without_unknown(servers):
+    """Health, reflection, the shared-memory service, the OIP and the PolicyService: found through
+    reflection, every method gets each malformed request, and none answers UNKNOWN or INTERNAL."""
+    from tests.support.fakes import EchoBackend  # pylint: disable=import-outside-toplevel
+
+    server = servers.serve({"echo": EchoBackend()})
+    methods = _every_method(server.address)
+    services = {path.split("/")[1] for path, _, _ in methods}
+    assert {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection", "inference.GRPCInferenceService",
+            "tfa_policy_grpc.v1.PolicyService"} <= services
+    codes: dict[str, set] = {}
+    garbage: dict[str, str] = {}  # path -> the code for MALFORMED[0], which no message of ours parses
+    with grpc.insecure_channel(server.address) as channel:
+        for path, client_streaming, server_streaming in methods:
+            for index, data in enumerate(MALFORMED):
+                call = {(False, False): channel.unary_unary, (True, False): channel.stream_unary,
+                        (False, True): channel.unary_stream, (True, True): channel.stream_stream}[
+                    (client_streaming, server_streaming)](path)
+                argument = iter([data]) if client_streaming else data
+                try:
+                    result = call(argument, timeout=5)
+                    if server_streaming:
+                        for _ in result:  # a stream's own per-message errors answer in its messages
+                            pass
+                    code = "OK"
+                except grpc.RpcError as e:
+                    code = e.code().name
+                codes.setdefault(path, set()).add(code)
+                if index == 0:
+                    garbage[path] = code
+    bad = {path: found for path, found in codes.items() if found & {"UNKNOWN", "INTERNAL"}}
+    assert not bad, bad
+    assert len(codes) == len(methods)
+    # Bytes that are no message at all are refused as what they are (some of the others parse as another
+    # service's message, with unknown fields, and get that service's answer).
+    refused = [p for p, code in garbage.items() if code == "INVALID_ARGUMENT"]
+    for path in ("/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch",
+                 "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"):
+        assert path in refused, (path, garbage[path])
+    if "tfa_policy_grpc.v1.SharedMemoryService" in services:
+        assert "/tfa_policy_grpc.v1.SharedMemoryService/OpenSlot" in refused

@@ -77,7 +77,9 @@ class PolicyServer:
             raise ValueError("a server needs at least one policy")
         self._policies = sources
         self.config = config
-        self._options = [("grpc.max_receive_message_length", config.max_message_bytes),
+        # gRPC's receive limit is twice the server's: a message between the two is refused alone, RESOURCE_EXHAUSTED
+        # (services.py), and a stream goes on past it.
+        self._options = [("grpc.max_receive_message_length", services.transport_limit(config.max_message_bytes)),
                          ("grpc.max_send_message_length", config.max_message_bytes),
                          ("grpc.so_reuseport", int(config.reuse_port))]
         self.registry = Registry()
@@ -117,20 +119,21 @@ class PolicyServer:
             interceptors.insert(0, self.metrics.interceptor())
         self._server = grpc.aio.server(options=self._options, interceptors=interceptors)
         self._servicer = PolicyServicer(self.registry, self.admission, max_message_bytes=self.config.max_message_bytes)
-        services.add_to_server(self._servicer, self._server)
-        names = [SERVICE_NAME, oip.add_to_server(self._server, self.registry, self.admission)]
+        limit = self.config.max_message_bytes
+        services.add_to_server(self._servicer, self._server, max_message_bytes=limit)
+        names = [SERVICE_NAME, oip.add_to_server(self._server, self.registry, self.admission, max_message_bytes=limit)]
         if self.config.shared_memory and shm.available():
             self.shared_memory = shm.SharedMemoryPlane(self.registry, self.admission, on_request=self._count_shm,
                                                        max_message_bytes=self.config.max_message_bytes)
             self.shared_memory.start()
             services.add_guarded(self.shared_memory, self._server,
-                                 shm_pb.DESCRIPTOR.services_by_name["SharedMemoryService"])
+                                 shm_pb.DESCRIPTOR.services_by_name["SharedMemoryService"], limit)
             names.append(SHM_SERVICE_NAME)
-        services.add_guarded(self.health, self._server, health_pb2.DESCRIPTOR.services_by_name["Health"])
+        services.add_guarded(self.health, self._server, health_pb2.DESCRIPTOR.services_by_name["Health"], limit)
         if self.config.reflection:
             names = (*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
             services.add_guarded(reflection.aio.ReflectionServicer(names), self._server,
-                                 reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"])
+                                 reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"], limit)
         await self._set_health(health_pb2.HealthCheckResponse.NOT_SERVING)
         address, tls = self.config.address, self.config.credentials is not None
         try:

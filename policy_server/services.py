@@ -9,6 +9,13 @@ INVALID_ARGUMENT (per message on its streams), and `add_guarded` wraps a
 servicer that does not know it (gRPC's health and reflection servicers, the
 shared-memory service) so that a malformed request ends its call with
 INVALID_ARGUMENT, and nothing is logged.
+
+A message over the server's message limit is one too: gRPC's own limit is
+set to twice the server's (`transport_limit`), and a message between the two
+parses into a `Malformed` that answers RESOURCE_EXHAUSTED, so a stream
+survives it (beyond twice the limit, gRPC ends the call itself). A malformed
+message keeps its `request_id` when its top-level fields can be read that far,
+so a stream's error answer says which request it was.
 """
 
 from __future__ import annotations
@@ -27,24 +34,82 @@ from policy_client.wire.generated import policy_service_pb2 as service_pb
 
 
 class Malformed:
-    """Stands in for a request whose bytes did not parse."""
+    """Stands in for a request whose bytes did not parse, or were over the message limit.
 
-    def __init__(self, message: str):
-        self.message = message
+    Attributes:
+      message: what is wrong.
+      request_id: the request's `request_id` field, where it could be read (else 0).
+      too_large: the message is over the server's message limit (RESOURCE_EXHAUSTED).
+    """
 
-    def error(self) -> errors.InvalidArgumentError:
+    def __init__(self, message: str, request_id: int = 0, too_large: bool = False):
+        self.message, self.request_id, self.too_large = message, request_id, too_large
+
+    def error(self) -> errors.RemoteError:
+        if self.too_large:
+            return errors.ResourceExhaustedError(self.message, reason="MessageTooLarge")
         return errors.InvalidArgumentError(self.message, reason="DecodeError")
 
 
-def _tolerant_parser(message_type: Any) -> Any:
+def transport_limit(max_message_bytes: int) -> int:
+    """gRPC's own receive limit for a server whose messages may be `max_message_bytes` long."""
+    return min(2 * max_message_bytes, 2**31 - 1)
+
+
+def _tolerant_parser(message_type: Any, max_bytes: int | None = None) -> Any:
+    field = message_type.DESCRIPTOR.fields_by_name.get("request_id")
+    number = field.number if field is not None and field.type == field.TYPE_UINT64 else None
+
     def parse(data: bytes) -> Any:
+        if max_bytes is not None and len(data) > max_bytes:
+            return Malformed(f"{message_type.DESCRIPTOR.name} of {len(data)} bytes is over the server's message "
+                             f"limit of {max_bytes} bytes: send fewer rows per call", _read_varint_field(data, number),
+                             too_large=True)
         try:
             return message_type.FromString(data)
         except DecodeError as e:
             return Malformed(f"malformed {message_type.DESCRIPTOR.name}: {e} (not this message, or nested "
-                             "deeper than protobuf's limit of 100 messages)")
+                             "deeper than protobuf's limit of 100 messages)", _read_varint_field(data, number))
 
     return parse
+
+
+def _read_varint_field(data: bytes, number: int | None) -> int:
+    """The value of top-level varint field `number` in protobuf bytes, read until it or a problem is found (0)."""
+    if number is None:
+        return 0
+    position, size = 0, len(data)
+
+    def varint() -> int:
+        nonlocal position
+        value = shift = 0
+        while position < size and shift < 64:
+            byte = data[position]
+            position += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise ValueError("truncated varint")
+
+    try:
+        while position < size:
+            tag = varint()
+            kind, field = tag & 7, tag >> 3
+            if kind == 0:
+                value = varint()
+                if field == number:
+                    return value
+            elif kind == 2:
+                length = varint()  # read first: `position += varint()` would add to the position before it
+                position += length
+            elif kind in (1, 5):
+                position += 8 if kind == 1 else 4
+            else:
+                return 0
+    except ValueError:
+        return 0
+    return 0
 
 
 logger = logging.getLogger(__name__)
@@ -104,13 +169,14 @@ def guarded(method: Any, kind: tuple[bool, bool]) -> Any:
     return unary_call
 
 
-def add_guarded(servicer: Any, server: grpc.aio.Server, service: Any) -> None:
+def add_guarded(servicer: Any, server: grpc.aio.Server, service: Any, max_message_bytes: int | None = None) -> None:
     """Registers a servicer that knows nothing of `Malformed` (see `guarded`), with tolerant parsing."""
-    add_to_server(servicer, server, service, guard=True)
+    add_to_server(servicer, server, service, guard=True, max_message_bytes=max_message_bytes)
 
 
 def add_to_server(servicer: Any, server: grpc.aio.Server, service: Any = None,
-                  extra_streams: Sequence[tuple[str, Any, Any]] = (), guard: bool = False) -> None:
+                  extra_streams: Sequence[tuple[str, Any, Any]] = (), guard: bool = False,
+                  max_message_bytes: int | None = None) -> None:
     """Registers `servicer` like a generated add_...Servicer_to_server, with tolerant parsing.
 
     Args:
@@ -122,6 +188,8 @@ def add_to_server(servicer: Any, server: grpc.aio.Server, service: Any = None,
         ModelStreamInfer on the Open Inference Protocol's service).
       guard: wrap every handler with `guarded` (a servicer that does not
         answer Malformed itself).
+      max_message_bytes: the server's message limit: a larger request
+        parses into a Malformed (RESOURCE_EXHAUSTED); None: gRPC's limit only.
     """
     service = service or service_pb.DESCRIPTOR.services_by_name["PolicyService"]
     factories = {(False, False): grpc.unary_unary_rpc_method_handler,
@@ -134,6 +202,6 @@ def add_to_server(servicer: Any, server: grpc.aio.Server, service: Any = None,
     handlers = {}
     for name, kind, request, response in methods:
         method = guarded(getattr(servicer, name), kind) if guard else getattr(servicer, name)
-        handlers[name] = factories[kind](method, request_deserializer=_tolerant_parser(request),
+        handlers[name] = factories[kind](method, request_deserializer=_tolerant_parser(request, max_message_bytes),
                                          response_serializer=response.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))

@@ -200,17 +200,17 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
         return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
 
-    def _start(self, request: Any, source: Any) -> tuple[ActionCall | None, asyncio.Future]:
+    def _start(self, request: Any, source: Any) -> tuple[ActionCall | services.Malformed, asyncio.Future]:
         """Admits one request read from a stream: (its call, the future of (answer, version))."""
-        if isinstance(request, services.Malformed):
-            return None, refused(request.error())
+        if isinstance(request, services.Malformed):  # answered alone, with its request_id where it was read
+            return request, refused(request.error())
         call = ActionCall(request, source)
         return call, self.admission.submit(call)
 
 
-async def _stream_answer(call: ActionCall | None, future: asyncio.Future) -> service_pb.ActionResponse:
+async def _stream_answer(call: ActionCall | services.Malformed, future: asyncio.Future) -> service_pb.ActionResponse:
     """The stream's answer to one request: its response, or its error (the stream goes on)."""
-    request_id = call.request.request_id if call is not None else 0
+    request_id = call.request_id if isinstance(call, services.Malformed) else call.request.request_id
     try:
         answer, version = await future
         return call.response(answer, version)

@@ -25,7 +25,7 @@ __all__ = ["SERVICE_NAME", "OipServicer", "add_to_server"]
 
 
 def add_to_server(server: grpc.aio.Server, registry: Registry, admission: Admission,
-                  ready: Callable[[], bool] | None = None) -> str:
+                  ready: Callable[[], bool] | None = None, max_message_bytes: int | None = None) -> str:
     """Serves the OIP service (and Triton's ModelStreamInfer) for `registry` on `server`.
 
     Args:
@@ -33,11 +33,13 @@ def add_to_server(server: grpc.aio.Server, registry: Registry, admission: Admiss
       registry: the policies to serve.
       admission: where inference requests are admitted (the server's one seam).
       ready: whether the server serves (default: every policy loaded and the registry open).
+      max_message_bytes: the server's message limit (see services.add_to_server).
 
     Returns:
       The service's name, for health and reflection.
     """
     servicer = OipServicer(registry, admission, ready or (lambda: registry.ready))
     services.add_to_server(servicer, server, oip_pb.DESCRIPTOR.services_by_name["GRPCInferenceService"],
-                           extra_streams=[("ModelStreamInfer", oip_pb.ModelInferRequest, stream_pb.ModelStreamInferResponse)])
+                           extra_streams=[("ModelStreamInfer", oip_pb.ModelInferRequest, stream_pb.ModelStreamInferResponse)],
+                           max_message_bytes=max_message_bytes)
     return SERVICE_NAME

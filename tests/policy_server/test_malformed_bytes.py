@@ -124,3 +124,45 @@ def test_every_method_of_every_service_answers_malformed_bytes_without_unknown(s
         assert path in refused, (path, garbage[path])
     if "tfa_policy_grpc.v1.SharedMemoryService" in services:
         assert "/tfa_policy_grpc.v1.SharedMemoryService/OpenSlot" in refused
+
+
+def test_a_raw_stream_survives_an_over_limit_and_a_malformed_message(servers):
+    """A client in another language sends request 2 over the server's limit and request 3 broken at its end:
+    each gets its own error answer, keyed by its request_id; the requests before and after are answered."""
+    from tests.support.fakes import EchoBackend  # pylint: disable=import-outside-toplevel
+
+    limit = 4096
+    server = servers.serve({"echo": EchoBackend()}, max_message_bytes=limit)
+    client = PolicyClient(server.address, "echo")
+
+    def request(request_id: int, rows: int = 0) -> bytes:
+        observation = np.ones((rows, 3) if rows else 3, np.float32)
+        state = {"count": np.zeros((rows,) if rows else (), np.int64)}
+        message = client.encode_request(echo_time_step(observation, rows or None), state, batch_size=rows)
+        message.request_id = request_id
+        return message.SerializeToString()
+
+    too_large = request(2, rows=200)
+    assert limit < len(too_large) < 2 * limit  # over the server's limit, under gRPC's own (twice it)
+    broken = request(3) + b"\xff\xff"  # its request_id (field 6) reads fine; its end does not parse
+    with grpc.insecure_channel(server.address) as channel:
+        stream = channel.stream_stream(f"{SERVICE}/ActionStream")
+        answers = [service_pb.ActionResponse.FromString(r)
+                   for r in stream(iter([request(1), too_large, broken, request(4)]), timeout=30)]
+    client.close()
+    assert [a.request_id for a in answers] == [1, 2, 3, 4]
+    assert not answers[0].HasField("error") and not answers[3].HasField("error")
+    assert answers[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    assert f"over the server's message limit of {limit} bytes" in answers[1].error.message
+    assert answers[2].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+
+
+def test_a_unary_call_over_the_limit_is_resource_exhausted_naming_the_limit(servers):
+    from tests.support.fakes import EchoBackend  # pylint: disable=import-outside-toplevel
+
+    server = servers.serve({"echo": EchoBackend()}, max_message_bytes=4096)
+    with grpc.insecure_channel(server.address) as channel:
+        with pytest.raises(grpc.RpcError) as info:
+            channel.unary_unary(f"{SERVICE}/GetSpecs")(b"\x0a" + b"\x88\x27" + b"x" * 5000, timeout=10)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "message limit of 4096 bytes" in info.value.details()

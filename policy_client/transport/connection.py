@@ -62,10 +62,17 @@ class Connection:
         self._retired = self._closed = False
         self._lock = threading.Lock()
 
-    def enter(self) -> None:
-        """A call starts on this connection."""
+    def enter(self) -> bool:
+        """A call starts on this connection; False (and nothing counted) when it is retired already."""
         with self._lock:
+            if self._retired:
+                return False
             self._inflight += 1
+            return True
+
+    @property
+    def retired(self) -> bool:
+        return self._retired
 
     def leave(self) -> None:
         """A call on this connection ended; a retired connection closes once the last one did."""
@@ -190,7 +197,8 @@ class Router:
         deadline = time.monotonic() + timeout
         while True:
             conn = self.current
-            conn.enter()
+            if not conn.enter():  # retired between the read and now: take the new one
+                continue
             try:
                 return conn.sender.send(request, transport, max(deadline - time.monotonic(), 0.0))
             except Retired:  # the client moved meanwhile: the request goes to the new target
@@ -208,12 +216,19 @@ class Router:
         deadline = time.monotonic() + timeout
         while True:
             conn = self.current
+            if not conn.enter():
+                continue
             try:
                 return getattr(conn.stub, method)(request, timeout=max(deadline - time.monotonic(), 0.0),
                                                   wait_for_ready=True)
             except grpc.RpcError as e:
                 error = status.from_rpc_error(e)
-            if isinstance(error, (errors.UnavailableError, errors.DeadlineExceededError)):
+                cancelled = e.code() == grpc.StatusCode.CANCELLED
+            finally:
+                conn.leave()
+            # No server (or its retired channel closed under the call): where the client moved, it goes again.
+            if isinstance(error, (errors.UnavailableError, errors.DeadlineExceededError)) or (
+                    cancelled and conn.retired):
                 if self.current is not conn and time.monotonic() < deadline:
                     self.resent += 1
                     continue

@@ -17,6 +17,7 @@ from policy_client import wire
 from policy_client.transport import shm
 from policy_client.transport.channel import DEFAULT_TIMEOUT
 from policy_client.transport.connection import Router, TargetSource
+from policy_client.transport.sender import wait_to_retry
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.standins import PolicySpecs
@@ -269,24 +270,28 @@ class PolicyClient:
         slot = conn.shm.slot(rows)
         if slot is None:
             return None
-        try:
-            code, version, out = slot.call(leaves, rows, seed, time.monotonic() + self.timeout)
-        except shm.SlotBusy:
-            return None
-        except shm.SlotBroken:  # the server stopped or restarted: gRPC sends it again, and waits for it
-            conn.shm.lost(slot)
-            return None
-        except TimeoutError:
-            raise errors.DeadlineExceededError(
-                f"no answer within {self.timeout:.1f}s from {self.address} (shared memory)") from None
-        if code == 0:
-            return ActionResult(answer.unflatten(out), version) if version >= self.min_version else None
-        if code == _UNAVAILABLE:  # not accepted (the server is stopping): over gRPC, within the deadline
-            return None
-        if code == _ABORTED:  # the policy's answers do not fit a slot: gRPC from now on
-            conn.shm.disable()
-            return None
-        raise status.from_status(out)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                code, version, out = slot.call(leaves, rows, seed, deadline)
+            except shm.SlotBusy:
+                return None
+            except shm.SlotBroken:  # the server stopped or restarted: gRPC sends it again, and waits for it
+                conn.shm.lost(slot)
+                return None
+            except TimeoutError:
+                raise errors.DeadlineExceededError(
+                    f"no answer within {self.timeout:.1f}s from {self.address} (shared memory)") from None
+            if code == 0:
+                return ActionResult(answer.unflatten(out), version) if version >= self.min_version else None
+            if code == _UNAVAILABLE:  # not accepted (the server is stopping): over gRPC, within the deadline
+                return None
+            if code == _ABORTED:  # the policy's answers do not fit a slot: gRPC from now on
+                conn.shm.disable()
+                return None
+            error = status.from_status(out)
+            if not wait_to_retry(error, deadline):  # a full queue's refusal goes again after its hint
+                raise error
 
     def _prepare(self, time_step: Any, policy_state: Any, batch_size: int,
                  seed: int | None) -> tuple[service_pb.ActionRequest, AnswerPlan | None, tuple[int, ...]]:

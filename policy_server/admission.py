@@ -6,7 +6,9 @@ and hands it to `Admission.submit`, which does for every door alike:
 
 1. finds the named policy, waiting (within the call's patience) while it loads;
 2. waits for the call's `min_version` if the policy serves an older one;
-3. refuses a seed the policy cannot take;
+3. refuses the call at once when the policy's queue is full (RESOURCE_EXHAUSTED
+   with a retry hint, before its inputs are read), and a seed the policy
+   cannot take;
 4. has the door read the call's inputs against the policy (`Call.read`: the
    spec check, naming the field that does not fit);
 5. queues the request on the policy's scheduler, or runs it as the next step
@@ -132,6 +134,8 @@ class Admission:
     def _admit(self, hosted: HostedPolicy, call: Call) -> asyncio.Future:
         try:
             backend = hosted.backend
+            if hosted.scheduler.full:  # refused before its inputs are read: a full queue answers at once
+                raise hosted.scheduler.queue_full_error(hosted.name)
             if call.seed is not None and not backend.supports_seed and not call.as_local:
                 raise errors.InvalidArgumentError.at(
                     "seed", f"the {backend.kind} policy {hosted.name!r} cannot take a per-call seed")

@@ -6,6 +6,11 @@ stops), and on unary calls CANCELLED by the server (gRPC cancels the calls in
 flight on a server that stops). An Action holds no per-actor state on the
 server, so sending it again is safe; a seeded one gives the same answer.
 
+A request refused because the policy's queue is full (RESOURCE_EXHAUSTED,
+reason QUEUE_FULL) goes again after the server's retry hint (RetryInfo, with
+jitter) while the deadline allows, as a unary call: on a target of several
+replicas gRPC's balancer sends it to the next one.
+
 A message over a size limit ends a whole stream, for every caller waiting on
 it: each of them sends its request again as a unary call, so that only the
 oversized one fails; requests that large go unary from then on.
@@ -18,6 +23,7 @@ no server raises `Retired`, and the client sends it on the new connection.
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from typing import Callable
@@ -35,6 +41,18 @@ SIZE_LIMIT_TEXT = "message larger than max"
 _LOCAL_CANCEL = ("Locally cancelled by application!", "Channel closed!")
 # Pause before sending a request again.
 _PAUSE = 0.05
+
+
+def wait_to_retry(error: errors.RemoteError, deadline: float) -> bool:
+    """After a full queue's refusal: waits its retry hint (x0.5 to x1.5) and says True, or False (no
+    hint, or the wait would pass the deadline: the refusal is the caller's answer)."""
+    if error.reason != errors.QUEUE_FULL or error.retry_delay is None:
+        return False
+    pause = error.retry_delay * random.uniform(0.5, 1.5)
+    if time.monotonic() + pause >= deadline:
+        return False
+    time.sleep(pause)
+    return True
 
 
 class Retired(errors.UnavailableError):
@@ -63,6 +81,7 @@ class ActionSender:
         self._closed = False
         # Requests at least this large go as unary calls: one of this size was over a limit.
         self._unary_from_bytes: float = math.inf
+        self.queue_full = 0  # refusals of a full queue sent again after their retry hint
 
     def send(self, request: service_pb.ActionRequest, transport: str, timeout: float) -> service_pb.ActionResponse:
         """The answer to `request` (transport "stream" or "unary"), within `timeout` seconds.
@@ -129,13 +148,19 @@ class ActionSender:
                 # Which request of the stream was too large is unknown: each sends
                 # its own again alone, and only the oversized one fails.
                 return self._unary(request, deadline, size)
+            except errors.ResourceExhaustedError as e:
+                if not wait_to_retry(e, deadline):
+                    raise
+                self.queue_full += 1
+                return self._unary(request, deadline, size, refused=e)
             except errors.UnavailableError as e:
                 # Not accepted (the stream broke, the policy is still loading, the
                 # server is stopping): safe to send again until the deadline.
                 unavailable = e
                 self._again(e, deadline)
 
-    def _unary(self, request: service_pb.ActionRequest, deadline: float, size: int) -> service_pb.ActionResponse:
+    def _unary(self, request: service_pb.ActionRequest, deadline: float, size: int,
+               refused: errors.ResourceExhaustedError | None = None) -> service_pb.ActionResponse:
         unavailable: errors.UnavailableError | None = None
         while True:
             try:
@@ -150,8 +175,12 @@ class ActionSender:
                     f"{error.details}: this request of {size} bytes, or its answer, is over a message size "
                     "limit; send fewer rows per call (or raise the server's max_message_bytes and this "
                     "client's grpc.max_send_message_length / grpc.max_receive_message_length)")
-            if isinstance(error, errors.DeadlineExceededError) and unavailable is not None:
-                raise unavailable
+            if isinstance(error, errors.DeadlineExceededError) and (unavailable or refused) is not None:
+                raise unavailable or refused  # what kept it from being served, not just "too late"
+            if isinstance(error, errors.ResourceExhaustedError) and wait_to_retry(error, deadline):
+                self.queue_full += 1
+                refused = error
+                continue
             if self._retired and code == grpc.StatusCode.CANCELLED:  # its retired channel closed under it
                 raise Retired(error.details) from None
             if not again:

@@ -53,14 +53,19 @@ class RemoteError(PolicyGrpcError):
       exception_type: for an exception the hosted policy raised, the portable
         type it travels as, e.g. "builtins.ValueError" (see `raised`); the
         client raises a class deriving from that type too.
+      retry_delay: seconds after which the same call may succeed
+        (google.rpc.RetryInfo), e.g. once a full queue has drained; None: no hint.
     """
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    retry_delay: float | None = None
 
     def __init__(self, details: str, code: grpc.StatusCode | None = None, *,
-                 fields: Sequence[tuple[str, str]] = (), reason: str = "", exception_type: str = ""):
+                 fields: Sequence[tuple[str, str]] = (), reason: str = "", exception_type: str = "",
+                 retry_delay: float | None = None):
         super().__init__(details)
         self.fill(details, code, fields, reason, exception_type)
+        self.retry_delay = retry_delay
 
     @classmethod
     def at(cls, field: str, text: str, *, details: str | None = None, **kwargs: Any) -> "RemoteError":
@@ -102,7 +107,12 @@ class PolicyNotFoundError(RemoteError, LookupError):
 
 
 class ResourceExhaustedError(RemoteError):
-    """The policy's queue or a message size limit is full (RESOURCE_EXHAUSTED)."""
+    """The policy's queue or a message size limit is full (RESOURCE_EXHAUSTED).
+
+    A full queue says so with the reason QUEUE_FULL and a `retry_delay`
+    (google.rpc.RetryInfo): the clients send the call again after it, within
+    their deadline (to another replica where the target has several).
+    """
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
@@ -148,6 +158,9 @@ class PermissionDeniedError(RemoteError, PermissionError):
 
     code = grpc.StatusCode.PERMISSION_DENIED
 
+
+# ErrorInfo.reason of a request refused because its policy's queue is full.
+QUEUE_FULL = "QUEUE_FULL"
 
 BY_CODE: dict[grpc.StatusCode, type[RemoteError]] = {cls.code: cls for cls in (
     InvalidArgumentError, PolicyNotFoundError, ResourceExhaustedError, UnavailableError,

@@ -114,6 +114,7 @@ def with_local_type(error: errors.RemoteError) -> errors.RemoteError:
     except TypeError:  # a constructor that needs more (UnicodeDecodeError, tf.errors.OpError)
         Exception.__init__(rebuilt, error.details)
     rebuilt.fill(error.details, error.code, error.fields, error.reason, error.exception_type)
+    rebuilt.retry_delay = error.retry_delay
     if hasattr(local, "error_code"):  # a tf.errors.OpError: fill what its __init__ would
         rebuilt._node_def, rebuilt._op, rebuilt._message = None, None, error.details  # pylint: disable=protected-access
         rebuilt._error_code = _tf_code(local, error.code.value[0])  # pylint: disable=protected-access

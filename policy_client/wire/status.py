@@ -3,7 +3,8 @@
 Both sides use this one mapping. The server turns a `RemoteError` (or any
 exception) into a `google.rpc.Status` whose details carry a
 `google.rpc.BadRequest` (one field violation per offending field) and a
-`google.rpc.ErrorInfo` (the reason); it travels in the `grpc-status-details-bin`
+`google.rpc.ErrorInfo` (the reason), and a `google.rpc.RetryInfo` when the
+call may be sent again after a delay (a full queue); it travels in the `grpc-status-details-bin`
 trailer of a failed call, or in `ActionResponse.error` on a stream. The client
 turns it back into the same exception class. Any language reads the details
 with its own googleapis protos.
@@ -84,6 +85,10 @@ def to_status(error: BaseException, limit: int = MAX_MESSAGE_CHARS) -> status_pb
         if remote.exception_type:
             info.metadata[raised.METADATA_KEY] = remote.exception_type
         status.details.add().Pack(info)
+    if remote.retry_delay is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(max(int(remote.retry_delay * 1e9), 0))
+        status.details.add().Pack(retry)
     return status
 
 
@@ -92,6 +97,7 @@ def from_status(status: status_pb2.Status) -> errors.RemoteError:
     code = code_of(status.code)
     fields: list[tuple[str, str]] = []
     reason = exception_type = ""
+    retry_delay = None
     for detail in status.details:
         if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
             bad_request = error_details_pb2.BadRequest()
@@ -102,9 +108,13 @@ def from_status(status: status_pb2.Status) -> errors.RemoteError:
             detail.Unpack(info)
             reason = info.reason
             exception_type = info.metadata.get(raised.METADATA_KEY, "")
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            retry_delay = retry.retry_delay.ToNanoseconds() / 1e9
     cls = errors.BY_CODE.get(code, errors.RemoteError)
     error = cls(status.message, None if cls is not errors.RemoteError else code, fields=fields, reason=reason,
-                exception_type=exception_type)
+                exception_type=exception_type, retry_delay=retry_delay)
     return raised.with_local_type(error) if exception_type else error
 
 

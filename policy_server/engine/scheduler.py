@@ -96,6 +96,24 @@ class BatchScheduler:
         """Requests (and pieces of split requests) waiting for a batch."""
         return len(self._pending)
 
+    @property
+    def full(self) -> bool:
+        """Whether a request arriving now would be refused (the queue holds max_queue_size requests)."""
+        return len(self._pending) >= self.config.max_queue_size
+
+    def queue_full_error(self, policy: str = "") -> errors.ResourceExhaustedError:
+        """The refusal of a request that finds the queue full, with a retry hint.
+
+        The hint (google.rpc.RetryInfo) is the recent time of one batch, when
+        max_batch_size places free up: at least 1 ms, at most 1 s.
+        """
+        recent = self._recent_inference if self._recent_inference is not None else 0.01
+        whose = f"policy {policy!r}'s queue" if policy else "the policy's queue"
+        return errors.ResourceExhaustedError(
+            f"{whose} is full ({self.config.max_queue_size} requests waiting, --max-queue-size): send it again "
+            "after the retry delay, or to another replica", reason=errors.QUEUE_FULL,
+            retry_delay=min(max(recent, 0.001), 1.0))
+
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -112,10 +130,9 @@ class BatchScheduler:
         """
         if self._closing:
             raise errors.UnavailableError("the server is shutting down")
-        if len(self._pending) >= self.config.max_queue_size:
+        if self.full:
             self.stats.record_error()
-            raise errors.ResourceExhaustedError(
-                f"the policy's queue is full ({self.config.max_queue_size} requests waiting)")
+            raise self.queue_full_error()
         request.future = asyncio.get_running_loop().create_future()
         if request.rows > self.config.max_batch_size and batching.can_join(request, self.backend.batchable):
             pieces = batching.split_request(request, self.config.max_batch_size)

@@ -42,6 +42,7 @@ from policy_client.wire.generated import policy_service_pb2 as service_pb
 UNKNOWN = "<unknown>"
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0)
+REFUSAL_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 WEIGHT_SOURCES = ("push", "checkpoint", "reverb")
 # Codes of calls refused before they ran, and of calls that failed while running.
@@ -65,10 +66,10 @@ _CODE_OF_NAME = {code.name: code.value[0] for code in grpc.StatusCode}
 class _Entry:
     """The children one (policy, method, code) increments."""
 
-    __slots__ = ("requests", "duration", "outcome")
+    __slots__ = ("requests", "duration", "outcome", "refusal")
 
-    def __init__(self, requests: Any, duration: Any, outcome: Any):
-        self.requests, self.duration, self.outcome = requests, duration, outcome
+    def __init__(self, requests: Any, duration: Any, outcome: Any, refusal: Any):
+        self.requests, self.duration, self.outcome, self.refusal = requests, duration, outcome, refusal
 
 
 class ServerMetrics:
@@ -100,6 +101,9 @@ class ServerMetrics:
         self.duration = Histogram("tfa_policy_request_duration_seconds", "Time from a request's arrival in its "
                                   "handler to its answer (end to end, in the server)", [policy, method],
                                   buckets=LATENCY_BUCKETS, registry=r)
+        self.refusal = Histogram("tfa_policy_refusal_duration_seconds", "Time from a request's arrival in its "
+                                 "handler to its refusal (a rejected code: a full queue, an invalid request, ...)",
+                                 [policy, method, code], buckets=REFUSAL_BUCKETS, registry=r)
         self.batch_rows = Histogram("tfa_policy_batch_size_rows", "Rows per inference call", [policy],
                                     buckets=BATCH_BUCKETS, registry=r)
         self.queue_wait = Histogram("tfa_policy_queue_wait_seconds", "Time a request waited in the queue before "
@@ -124,13 +128,16 @@ class ServerMetrics:
         entry.duration.observe(seconds)
         if entry.outcome is not None:
             entry.outcome.inc()
+        if entry.refusal is not None:
+            entry.refusal.observe(seconds)
 
     def _entry(self, key: tuple[str, str, int]) -> _Entry:
         policy, method, code = key
         name = _CODE_NAMES.get(code, "UNKNOWN")
         outcome = self.rejected if name in REJECTED else self.failed if name in FAILED else None
         entry = _Entry(self.requests.labels(policy, method, name), self.duration.labels(policy, method),
-                       outcome.labels(policy, method, name) if outcome is not None else None)
+                       outcome.labels(policy, method, name) if outcome is not None else None,
+                       self.refusal.labels(policy, method, name) if name in REJECTED else None)
         self._entries[key] = entry
         return entry
 

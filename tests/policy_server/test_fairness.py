@@ -152,7 +152,7 @@ def test_the_queue_bound_counts_every_client(servers, transport):
     for i, client in enumerate((heavy, heavy, light, light)):
         queued.append(send(client, np.full(3, i, np.float32), batched=False))
         wait_for_queue_depth(heavy, i + 1)
-    other = servers.client(server.address, "echo", transport=transport, data_plane="grpc")
+    other = servers.client(server.address, "echo", transport=transport, data_plane="grpc", timeout=0.3)
     with pytest.raises(errors.ResourceExhaustedError, match="queue is full"):
         send(other, np.zeros(3, np.float32), batched=False).result(WAIT)
     assert heavy.stats()[0]["queue_depth"] == 4

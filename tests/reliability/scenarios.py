@@ -16,14 +16,17 @@ server in a `finally`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable
+import urllib.request
+from typing import Any, Callable, Sequence
 
 import grpc
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from policy_client import PolicyClient
 from policy_client.wire import errors
@@ -31,7 +34,7 @@ from policy_client.wire.generated import policy_service_pb2 as service_pb
 from tests.reliability.actors import Actors, Tally, percentile_ms
 from tests.reliability.backends import DELAY_ENV, VERSION_ENV
 from tests.reliability.clients import echo_request, time_step
-from tests.reliability.procs import HelperProcess, ServerProcess
+from tests.reliability.procs import HelperProcess, ServerProcess, free_port
 
 ECHO = "echo=tests.reliability.backends:echo"
 STATELESS = "stateless=tests.reliability.backends:stateless_echo"
@@ -49,7 +52,7 @@ class Plan:
     call_timeout: float = 30.0  # each actor call's deadline
     overload_factor: float = 10.0
     overload_seconds: float = 5.0
-    overload_queue: int = 8
+    overload_queue: int = 32
     big_rows: int = 1_000_000
     idle_streams: int = 200
     window: float = 3.0  # seconds of each latency measurement window
@@ -156,8 +159,9 @@ def overload(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dict[st
     100 requests/s; it is measured first (closed loop, as many in flight as
     the queue holds).
     """
-    server = ServerProcess([STATELESS], args=["--max-batch-size", "2", "--max-queue-size", str(plan.overload_queue)],
-                           env={DELAY_ENV: "20"})
+    metrics_port = free_port()
+    server = ServerProcess([STATELESS], args=["--max-batch-size", "2", "--max-queue-size", str(plan.overload_queue),
+                                              "--metrics-port", str(metrics_port)], env={DELAY_ENV: "20"})
     channel = None
     try:
         server.start()
@@ -198,20 +202,25 @@ def overload(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dict[st
             outcomes = [_outcome(f, plan.call_timeout + 10) for f in sent]
             recovery = _recovery(call, probe, probe_obs, float(np.median(baseline)), end, plan.call_timeout)
             rss_peak = rss.peak
+        refusal = refusal_quantiles(metrics_port, "Action", "RESOURCE_EXHAUSTED", (0.5, 0.99))
         codes: dict[str, int] = {}
         wrong = 0
         for (data, obs), (code, answer) in zip(requests, outcomes):
             codes[code] = codes.get(code, 0) + 1
             if code == "OK" and not np.array_equal(_action(answer), 2 * obs):
                 wrong += 1
-        rejected = [done_at[i] - t0 for i, (code, _) in enumerate(outcomes)
+        sent_at = [t0 + j / rate for j in range(count)]
+        first_rejected = [done_at[i] - t0 for i, (code, _) in enumerate(outcomes)
+                          if code == "RESOURCE_EXHAUSTED" and i in done_at]
+        rejected = [done_at[i] - sent_at[i] for i, (code, _) in enumerate(outcomes)
                     if code == "RESOURCE_EXHAUSTED" and i in done_at]
-        accepted = [done_at[i] - sent_at for i, ((code, _), sent_at) in
-                    enumerate(zip(outcomes, (t0 + j / rate for j in range(count)))) if code == "OK" and i in done_at]
+        accepted = [done_at[i] - sent_at[i] for i, (code, _) in enumerate(outcomes) if code == "OK" and i in done_at]
         return {"capacity_per_s": round(capacity, 1), "offered_per_s": round(count / offered_for, 1),
                 "factor": plan.overload_factor, "queue": plan.overload_queue, "requests": count, "codes": codes,
                 "wrong_answers": wrong, "hangs": codes.get("DEADLINE_EXCEEDED", 0) + codes.get("NO_ANSWER", 0),
-                "time_to_resource_exhausted_ms": round(min(rejected) * 1e3, 1) if rejected else None,
+                "time_to_first_rejection_ms": round(min(first_rejected) * 1e3, 1) if first_rejected else None,
+                "rejection_p50_ms": percentile_ms(rejected, 50), "rejection_p99_ms": percentile_ms(rejected, 99),
+                "server_rejection_p50_ms": refusal[0], "server_rejection_p99_ms": refusal[1],
                 "accepted_p50_ms": percentile_ms(accepted, 50), "accepted_p99_ms": percentile_ms(accepted, 99),
                 "baseline_p50_ms": percentile_ms(baseline, 50),
                 "recovery_s": None if recovery is None else round(recovery, 3),
@@ -221,6 +230,37 @@ def overload(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dict[st
         if channel is not None:
             channel.close()
         server.close()
+
+
+def refusal_quantiles(port: int, method: str, code: str, quantiles: Sequence[float]) -> list[float | None]:
+    """Quantiles (ms) of the server's refusal time of `method` with `code`, from its Prometheus histogram
+    (tfa_policy_refusal_duration_seconds), interpolated within buckets as PromQL's histogram_quantile."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    buckets: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "tfa_policy_refusal_duration_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket") and sample.labels.get("method") == method and \
+                    sample.labels.get("code") == code:
+                le = float(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] == 0:
+        return [None] * len(quantiles)
+    total, out = buckets[bounds[-1]], []
+    for q in quantiles:
+        rank, lower, below = q * total, 0.0, 0.0
+        for le in bounds:
+            if buckets[le] >= rank:
+                if math.isinf(le):
+                    out.append(round(lower * 1e3, 3))
+                else:
+                    share = (rank - below) / max(buckets[le] - below, 1e-12)
+                    out.append(round((lower + (le - lower) * share) * 1e3, 3))
+                break
+            lower, below = le, buckets[le]
+    return out
 
 
 def _action(answer: service_pb.ActionResponse) -> np.ndarray:

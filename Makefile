@@ -32,7 +32,7 @@ check-proto: $(STAMP)
 # SHM_EQUIVALENCE: the equivalence suites again, with every client forced onto the shared-memory data plane.
 SHM_EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
 	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py tests/compat
-test: $(STAMP) check-proto buf-check docs node-client triton-client
+test: $(STAMP) check-proto buf-check docs node-client triton-client light-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 	TFA_POLICY_DATA_PLANE=shm $(PY) -m pytest -q $(SHM_EQUIVALENCE)
 
@@ -41,14 +41,37 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 # Everything, slow tests included.
-test-all: $(STAMP) check-proto buf-check docs node-client triton-client
+test-all: $(STAMP) check-proto buf-check docs node-client triton-client light-client
 	$(PY) -m pytest -m "" $(PYTEST_ARGS)
+
+# The TF-free client distribution (client/, tfa-policy-grpc-client) installed alone in virtualenvs of its own,
+# at the ends of its ranges (tests/light_client/requirements-*.txt): Python 3.10 with numpy 1.22 and protobuf 4.25,
+# 3.13 with numpy 2 and protobuf 6, 3.12 with protobuf 7. Each CPython comes from pyenv
+# ($(PYENV_ROOT)/versions/3.X.*), else from python3.X on the PATH.
+PYENV_ROOT ?= $(HOME)/.pyenv
+python_of = $(or $(lastword $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python$(1))),$(shell command -v python$(1)),\
+	$(error no CPython $(1): install it (pyenv install $(1)) or put python$(1) on the PATH))
+LIGHT_PY_oldest := 3.10
+LIGHT_PY_protobuf6 := 3.13
+LIGHT_PY_newest := 3.12
+LIGHT_VENVS := $(foreach end,oldest protobuf6 newest,.venv-client-$(end))
+.PHONY: light-client
+light-client: $(addsuffix /.installed,$(LIGHT_VENVS))
+
+.venv-client-%/.installed: tests/light_client/requirements-%.txt client/pyproject.toml
+	rm -rf .venv-client-$*
+	$(call python_of,$(LIGHT_PY_$*)) -m venv .venv-client-$*
+	.venv-client-$*/bin/python -m pip install --quiet --upgrade "pip>=24"
+	.venv-client-$*/bin/python -m pip install --quiet -r tests/light_client/requirements-$*.txt ./client
+	.venv-client-$*/bin/python -m pip check
+	rm -rf client/build client/*.egg-info
+	touch $@
 
 # Clients in other languages, from protos/ alone (examples/clients/*/README.md).
 #   make node-client  installs the Node client's packages from its lock file
 #   make cpp-client   generates the C++ code from protos/ and builds the C++ client in $(CPP_BUILD) (make test-all
 #                     builds and runs it where its toolchain is installed)
-#   make buf-check    buf lint, and buf breaking against the published v1 baseline
+#   make buf-check    buf lint, and buf breaking against the latest and the oldest published v1
 .PHONY: node-client cpp-client buf-check triton-client
 # The Open Inference Protocol tests (tests/oip) drive the server with tritonclient from PyPI, in its
 # own venv: its grpcio/protobuf pins (>= 1.81 / 6) clash with TF 2.15's stack.
@@ -68,6 +91,8 @@ CPP_CLIENT := examples/clients/cpp
 CPP_BUILD ?= $(CPP_CLIENT)/build
 BUF := $(VENV)/bin/buf
 BUF_BASELINE := protos/baseline/tfa_policy_grpc.v1.binpb
+# The oldest published v1, verbatim (tests/clients/oldest_v1/README.md): a second baseline.
+BUF_OLDEST := tests/clients/oldest_v1
 
 node-client: $(NODE_CLIENT)/node_modules/.installed
 
@@ -83,6 +108,7 @@ cpp-client:
 buf-check: $(STAMP)
 	$(BUF) lint
 	$(BUF) breaking --against $(BUF_BASELINE)
+	$(BUF) breaking --against $(BUF_OLDEST)
 
 # The TorchRL peer runs from its own venv (.venv-torchrl, torch CPU build); without it
 # the benchmark marks the peer rows "not available".
@@ -112,7 +138,7 @@ demo-ray: $(STAMP)
 	@$(PY) -m examples.ray_actor_learner
 
 clean:
-	rm -rf $(VENV) .venv-torchrl $(TRITON_VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-torchrl $(TRITON_VENV) .venv-client-* build *.egg-info .pytest_cache .hypothesis
 	rm -rf examples/clients/node/node_modules examples/clients/cpp/build
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 

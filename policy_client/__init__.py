@@ -30,12 +30,17 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "RemotePolicy":
-        from policy_client.remote_policy import RemotePolicy  # pylint: disable=import-outside-toplevel
-
-        return RemotePolicy
-    if name == "load":
-        from policy_client.loader import load  # pylint: disable=import-outside-toplevel
-
-        return load
+    if name in ("RemotePolicy", "load"):
+        try:
+            if name == "RemotePolicy":
+                from policy_client.remote_policy import RemotePolicy as found  # pylint: disable=import-outside-toplevel
+            else:
+                from policy_client.loader import load as found  # pylint: disable=import-outside-toplevel
+        except ModuleNotFoundError as e:
+            if e.name is None or e.name.split(".")[0] not in ("tf_agents", "tensorflow"):
+                raise
+            raise ModuleNotFoundError(
+                f"policy_client.{name} needs TF-Agents ({e.name} is not installed): install tfa-policy-grpc "
+                "for it; the TF-free PolicyClient needs none", name=e.name) from e
+        return found
     raise AttributeError(f"module 'policy_client' has no attribute {name!r}")

@@ -20,6 +20,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BUF = pathlib.Path(sys.executable).parent / "buf"
 BASELINE = ROOT / "protos" / "baseline" / "tfa_policy_grpc.v1.binpb"
+OLDEST = ROOT / "tests" / "clients" / "oldest_v1"  # the first published v1, verbatim (its README)
 SERVICE = "tfa_policy_grpc/v1/policy_service.proto"
 TYPES = "tfa_policy_grpc/v1/types.proto"
 SHARED_MEMORY = "tfa_policy_grpc/v1/shared_memory.proto"
@@ -108,6 +109,21 @@ def test_the_protos_pass_lint():
 def test_the_protos_keep_the_v1_baseline():
     result = breaking()
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_protos_keep_the_oldest_published_v1():
+    """The second baseline: the first published v1, verbatim (tests/clients/oldest_v1), with the FILE rules."""
+    result = buf("breaking", "--against", str(OLDEST))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "breaking --against $(BUF_OLDEST)" in (ROOT / "Makefile").read_text()
+    assert "BUF_OLDEST := tests/clients/oldest_v1" in (ROOT / "Makefile").read_text()
+
+
+def test_the_oldest_baseline_catches_a_change_the_latest_would_also_refuse(workspace):
+    """A field of the first v1 retyped: refused against the oldest baseline as well."""
+    workspace(SERVICE, "uint64 request_id = 6;", "string request_id = 6;")  # ActionRequest's, in v1 since the first
+    result = buf("breaking", "--against", str(OLDEST), cwd=workspace.root)
+    assert result.returncode != 0 and "request_id" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 def test_the_baseline_holds_the_v1_files_and_the_vendored_protocols():

@@ -6,7 +6,8 @@ opens STREAMS action streams to the "echo" policy (stateless or not, see
 --stateful), each on its own channel as separate actors would, sends one
 request on each and reads its answer, then keeps them open and idle. With
 --non-reader it also opens one stream that writes large requests as fast as
-it can and never reads an answer. It prints "ready STREAMS" once every
+it can and never reads an answer (with --small: one-row requests, without
+end, whose small answers fill the client's HTTP/2 window much later). It prints "ready STREAMS" once every
 stream has had its answer, and exits by itself after SECONDS.
 """
 
@@ -68,15 +69,19 @@ def idle(args: argparse.Namespace) -> int:
     if args.non_reader:
         channel = grpc.insecure_channel(args.address)
         channels.append(channel)
-        rows = NON_READER_ROWS
-        big = echo_request(args.policy, np.zeros((rows, 3), np.float32), rows, stateful=args.stateful)
+        if args.small:  # one-row requests, as many as gRPC takes (a CartPole-sized answer is ~150 bytes)
+            message, count = echo_request(args.policy, np.zeros(3, np.float32), stateful=args.stateful), 10**9
+        else:
+            rows = NON_READER_ROWS
+            message = echo_request(args.policy, np.zeros((rows, 3), np.float32), rows, stateful=args.stateful)
+            count = 400
 
         def requests():
-            for i in range(400):
+            for i in range(count):
                 if stop.is_set():
                     return
-                big.request_id = i + 2
-                yield big
+                message.request_id = i + 2
+                yield message
 
         flood = service_grpc.PolicyServiceStub(channel).ActionStream(requests(), timeout=args.seconds + 30)
     print(f"ready {len(calls)}", flush=True)
@@ -99,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--stateful", action="store_true")
     p.add_argument("--non-reader", action="store_true")
+    p.add_argument("--small", action="store_true", help="the non-reader writes one-row requests without end")
     args = parser.parse_args(argv)
     return idle(args)
 

@@ -170,6 +170,15 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
         add("idle streams", "others p99 before / during / after (ms)",
             f"{_num(i['before_p99_ms'])} / {_num(i['during_p99_ms'])} / {_num(i['after_p99_ms'])}")
         add("idle streams", "requests of the non-reader the server read", i["non_reader_requests_read"])
+        small = i.get("small_non_reader") or {}
+        if small:
+            add("idle streams", "1-row non-reader: requests computed until its HTTP/2 window filled; after (s)",
+                f"{small['requests_computed']:,}; {small['computing_stopped_after_s']:.1f}")
+            add("idle streams", "1-row non-reader: requests computed in the next window",
+                small["requests_computed_after_that"])
+            add("idle streams", "others p50 / p99 while it was computed, then once capped (ms)",
+                f"{_num(i.get('small_burst_p50_ms'))} / {_num(i.get('small_burst_p99_ms'))}, "
+                f"{_num(i.get('small_capped_p50_ms'))} / {_num(i.get('small_capped_p99_ms'))}")
         add("idle streams", "server RSS before / during (peak) / after (MB)",
             f"{i['rss_before_mb']:.0f} / {i['rss_during_peak_mb']:.0f} / {i['rss_after_mb']:.0f}")
     return out

@@ -435,10 +435,12 @@ def idle_streams(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dic
         t = time.monotonic()
         time.sleep(plan.window)
         after = (t, time.monotonic())
+        small = _small_non_reader(server, stats, plan)
         stats.close()
         tally = actors.finish()
         lat = {name: tally.latencies_between(*span) for name, span in
-               (("before", before), ("during", during), ("after", after))}
+               (("before", before), ("during", during), ("after", after), ("small_burst", small.pop("burst")),
+                ("small_capped", small.pop("capped")))}
         return {"idle_streams": plan.idle_streams,
                 **{f"{name}_p50_ms": percentile_ms(v, 50) for name, v in lat.items()},
                 **{f"{name}_p99_ms": percentile_ms(v, 99) for name, v in lat.items()},
@@ -446,6 +448,7 @@ def idle_streams(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dic
                 "p50_ratio": percentile_ms(lat["during"], 50) / percentile_ms(lat["before"], 50),
                 "non_reader_requests_read": read_after - plan.idle_streams,
                 "non_reader_requests_read_during_window": read_after - read_then,
+                "small_non_reader": small,
                 "others": _tally_figures(tally), "server_threads": threads,
                 "rss_before_mb": round(rss_before / MB, 1), "rss_during_peak_mb": round(rss_peak / MB, 1),
                 "rss_after_mb": round(server.rss() / MB, 1), "server_alive": server.alive}
@@ -455,6 +458,38 @@ def idle_streams(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dic
         if actors is not None and not actors.stop.is_set():
             actors.finish()
         server.close()
+
+
+def _small_non_reader(server: ServerProcess, stats: PolicyClient, plan: Plan) -> dict[str, Any]:
+    """A client that writes one-row requests without end and never reads: what the server computes for it.
+
+    Its small answers (~150 bytes) go into its HTTP/2 receive window, which
+    gRPC's BDP probing grows to megabytes: the server computes for it until
+    that window is full, then nothing. Returns the requests computed, when
+    that stopped, and the spans (burst, capped) for the others' latencies.
+    """
+    read_before = stats.stats()[0]["requests"]
+    helper = HelperProcess(["idle", server.address, "--policy", "stateless", "--streams", "0", "--seconds", "60",
+                            "--non-reader", "--small"])
+    try:
+        helper.wait_ready()
+        started = last_growth = time.monotonic()
+        read = read_before
+        while time.monotonic() - last_growth < 2.0 and time.monotonic() - started < 40.0:
+            time.sleep(0.25)
+            now = stats.stats()[0]["requests"]
+            if now > read:
+                read, last_growth = now, time.monotonic()
+        burst = (started, last_growth)
+        t = time.monotonic()
+        time.sleep(plan.window)
+        capped = (t, time.monotonic())
+        still = stats.stats()[0]["requests"] - read
+    finally:
+        helper.close()
+    return {"requests_computed": read - read_before, "computing_stopped_after_s": round(last_growth - started, 2),
+            "requests_computed_after_that": still, "stopped": time.monotonic() - last_growth >= 2.0,
+            "rss_mb": round(server.rss() / MB, 1), "burst": burst, "capped": capped}
 
 
 # ----------------------------------------------------------------- fuzz

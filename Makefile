@@ -55,15 +55,23 @@ LIGHT_PY_oldest := 3.10
 LIGHT_PY_protobuf6 := 3.13
 LIGHT_PY_newest := 3.12
 LIGHT_VENVS := $(foreach end,oldest protobuf6 newest,.venv-client-$(end))
+CLIENT_SOURCES := $(shell find policy_client -name '*.py' -o -name py.typed)
 .PHONY: light-client
-light-client: $(addsuffix /.installed,$(LIGHT_VENVS))
+light-client: $(addsuffix /.client,$(LIGHT_VENVS))
 
+# The venv: pip resolves the client's ranges with the pins (pip check: they agree).
 .venv-client-%/.installed: tests/light_client/requirements-%.txt client/pyproject.toml
 	rm -rf .venv-client-$*
 	$(call python_of,$(LIGHT_PY_$*)) -m venv .venv-client-$*
 	.venv-client-$*/bin/python -m pip install --quiet --upgrade "pip>=24"
 	.venv-client-$*/bin/python -m pip install --quiet -r tests/light_client/requirements-$*.txt ./client
 	.venv-client-$*/bin/python -m pip check
+	rm -rf client/build client/*.egg-info
+	touch $@
+
+# The client again (not editable, as users get it) whenever policy_client/ changed.
+.venv-client-%/.client: .venv-client-%/.installed $(CLIENT_SOURCES)
+	.venv-client-$*/bin/python -m pip install --quiet --no-deps --force-reinstall ./client
 	rm -rf client/build client/*.egg-info
 	touch $@
 

@@ -16,14 +16,14 @@ from policy_client.wire.errors import (CodecError, DeadlineExceededError, Failed
                                        PolicyNotFoundError, RemoteError, ResourceExhaustedError, SpecMismatchError,
                                        UnauthenticatedError, UnavailableError, UnimplementedError)
 from policy_client.wire.namedtuples import register_namedtuple
-from policy_client.wire.standins import PolicySpecs
+from policy_client.wire.standins import PolicySpecs, TimeStep
 
 __all__ = [
     "ActionResult", "CodecError", "DeadlineExceededError", "FailedPreconditionError", "FanOutPublisher",
     "InternalError",
     "InvalidArgumentError", "PermissionDeniedError", "PolicyClient", "PolicyGrpcError", "PolicyInfo",
     "PolicyNotFoundError", "PolicySpecs", "RemoteError", "RemotePolicy", "ResourceExhaustedError",
-    "SpecMismatchError", "TOKEN_ENV", "TOKEN_FILE_ENV", "UnauthenticatedError", "UnavailableError",
+    "SpecMismatchError", "TOKEN_ENV", "TOKEN_FILE_ENV", "TimeStep", "UnauthenticatedError", "UnavailableError",
     "UnimplementedError", "VariablePublisher", "load", "make_channel", "register_namedtuple", "tls_credentials",
     "wire",
 ]

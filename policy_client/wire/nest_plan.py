@@ -51,15 +51,21 @@ class NestPlan:
 
     def leaves(self, value: Any, outer: tuple[int, ...] = ()) -> list[np.ndarray] | None:
         """The value's leaves when it fits the plan exactly (the same containers,
-        numpy arrays of the spec dtypes and of shape outer + spec shape), else None."""
+        numpy arrays of the spec dtypes and of shape outer + spec shape, or numpy
+        scalars of the spec dtypes where that shape is ()), else None."""
         if not self.numeric:
             return None
         flat = self.structure_leaves(value)
         if flat is None:
             return None
-        for leaf, dtype, shape in zip(flat, self.dtypes, self.shapes):
-            if not (type(leaf) is np.ndarray and leaf.dtype == dtype and leaf.shape == outer + shape):
-                return None
+        for i, (leaf, dtype, shape) in enumerate(zip(flat, self.dtypes, self.shapes)):
+            if type(leaf) is np.ndarray:
+                if leaf.dtype == dtype and leaf.shape == outer + shape:
+                    continue
+            elif isinstance(leaf, np.generic) and leaf.dtype == dtype and not outer and not shape:
+                flat[i] = np.asarray(leaf)  # np.int32(1) as a simulator writes it: a 0-d array, no copy of note
+                continue
+            return None
         return flat
 
     def structure_leaves(self, value: Any) -> list[Any] | None:

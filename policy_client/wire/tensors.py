@@ -67,6 +67,9 @@ def dtype_to_proto(dtype: Any) -> tuple[int, int, int]:
         return pb.DTYPE_STRING, pb.STRING_KIND_BYTES, dtype.itemsize
     if dtype.kind == "U":
         return pb.DTYPE_STRING, pb.STRING_KIND_UNICODE, dtype.itemsize // 4
+    if dtype.kind == "T":  # numpy 2's variable-width StringDType: no fixed layout to send
+        raise CodecError(f"dtype {dtype} (numpy's variable-width StringDType) cannot be sent: convert the array "
+                         "with .astype(str) (fixed-width unicode), .astype(bytes) or .astype(object)")
     enum = _ENUM_OF.get(dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype)
     if enum is None:
         raise CodecError(f"dtype {dtype} cannot be sent: supported are bool, int8..int64, "

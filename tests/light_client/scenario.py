@@ -77,8 +77,8 @@ def seeds(address: str) -> dict:
     observation = np.array([0.01, -0.02, 0.03, 0.01], np.float32)
     step = TimeStep(np.int32(MID), np.float32(1), np.float32(1), observation)
     with PolicyClient(address, "cartpole_collect", timeout=30) as client:
-        by_seed = {str(seed): [int(client.action(step, seed=seed).policy_step.action) for _ in range(3)]
-                   for seed in range(12)}
+        by_seed = {str(seed): [int(client.action(step, seed=seed).policy_step.action) for _ in range(2)]
+                   for seed in range(64)}
     return {"observation": observation.tolist(), "actions": by_seed}
 
 
@@ -126,6 +126,13 @@ def bad_inputs(address: str) -> dict:
                 out[name] = {"type": type(e).__name__, "value_error": isinstance(e, ValueError),
                              "message": str(e), "field": getattr(e, "field", "") or
                              (e.fields[0][0] if getattr(e, "fields", ()) else "")}
+    if hasattr(np, "dtypes") and hasattr(np.dtypes, "StringDType"):  # numpy 2: kept off the wire, clearly
+        with PolicyClient(address, "cartpole", timeout=30) as client:
+            try:
+                client.action(TimeStep(np.int32(MID), np.float32(1), np.float32(1),
+                                       np.array(["a", "b", "c", "d"], dtype=np.dtypes.StringDType())))
+            except Exception as e:  # pylint: disable=broad-except
+                out["string_dtype"] = {"type": type(e).__name__, "message": str(e)}
     try:
         with PolicyClient(address, "nope", timeout=30) as client:
             client.get_specs()

@@ -49,9 +49,17 @@ def cartpole():
 
 def _python(end: str) -> Path:
     python = ROOT / f".venv-client-{end}" / "bin" / "python"
-    if not (python.parent.parent / ".installed").exists():
+    if not (python.parent.parent / ".client").exists():
         pytest.fail(f"{python.parent.parent.name} is missing: run `make light-client` (make test does)")
     return python
+
+
+def _same_files(installed: Path) -> None:
+    """The installed package is today's policy_client/, file for file (else run `make light-client`)."""
+    ours = {p.relative_to(ROOT / "policy_client"): p.read_bytes() for p in (ROOT / "policy_client").rglob("*.py")}
+    theirs = {p.relative_to(installed): p.read_bytes() for p in installed.rglob("*.py")}
+    stale = sorted(str(name) for name in ours if theirs.get(name) != ours[name])
+    assert not stale and set(theirs) == set(ours), f"stale install (run `make light-client`): {stale[:5]}"
 
 
 @pytest.mark.parametrize("end", list(ENDS))
@@ -74,6 +82,7 @@ def test_the_client_distribution_alone_acts_as_the_local_policies(end, cartpole,
     assert versions["python"].startswith(python_version + ".")
     assert (versions["numpy"], versions["protobuf"]) == (numpy_version, protobuf_version), versions
     assert doc["policy_client"].startswith(str(python.parent.parent)), "the client came from the venv's install"
+    _same_files(Path(doc["policy_client"]).parent)
     assert doc["tensorflow"] is False, "the venv holds no TensorFlow"
 
     local = py_tf_eager_policy.PyTFEagerPolicy(greedy)
@@ -87,14 +96,18 @@ def test_the_client_distribution_alone_acts_as_the_local_policies(end, cartpole,
 
     assert doc["seeds"]["actions"] == seeded
     assert all(len(set(actions)) == 1 for actions in seeded.values()), "a seed gives one answer"
-    assert {a[0] for a in seeded.values()} == {0, 1}, "the seeds matter (both actions among 12 seeds)"
+    assert {a[0] for a in seeded.values()} == {0, 1}, "the seeds matter (both actions among 64 seeds)"
 
     expected, fresh = _recurrent_here(rnn_policy, np.array(doc["recurrent"]["observations"], np.float32))
     assert doc["recurrent"]["session"] == expected == doc["recurrent"]["client_state"]
     assert expected != fresh, "the state mattered"
 
     assert doc["push"] == {"pushed_version": 7, "action": [2.5, 4.5, 6.5], "version": 7}
+    string_dtype = doc["errors"].pop("string_dtype", None)
     assert doc["errors"] == here_errors
+    if numpy_version.startswith("2."):
+        assert string_dtype["type"] in ("CodecError", "SpecMismatchError", "InvalidArgumentError"), string_dtype
+        assert "StringDType" in string_dtype["message"] and ".astype(str)" in string_dtype["message"], string_dtype
     assert doc["errors"]["wrong_shape"]["value_error"] and doc["errors"]["wrong_shape"]["field"] == \
         "time_step.observation"
     assert doc["errors"]["unknown_policy"]["type"] == "PolicyNotFoundError"
@@ -110,18 +123,18 @@ def _greedy_actions(local, observations: np.ndarray) -> list[int]:
 
 def _seeded_here(client: PolicyClient, seeds: dict) -> dict:
     step = TimeStep(np.int32(1), np.float32(1), np.float32(1), np.array(seeds["observation"], np.float32))
-    return {seed: [int(client.action(step, seed=int(seed)).policy_step.action) for _ in range(3)]
+    return {seed: [int(client.action(step, seed=int(seed)).policy_step.action) for _ in range(2)]
             for seed in seeds["actions"]}
 
 
 def _recurrent_here(policy, observations: np.ndarray) -> tuple[list[int], list[int]]:
     local = py_tf_eager_policy.PyTFEagerPolicy(policy)
-    state, actions, fresh = local.get_initial_state(None), [], []
+    state, actions, fresh = local.get_initial_state(1), [], []
     for i, observation in enumerate(observations):
         step = ts.TimeStep(np.int32(0 if i == 0 else 1), np.float32(0 if i == 0 else 1), np.float32(1), observation)
         result = local.action(step, state)
         actions.append(int(result.action))
-        fresh.append(int(local.action(step, local.get_initial_state(None)).action))
+        fresh.append(int(local.action(step, local.get_initial_state(1)).action))
         state = result.state
     return actions, fresh
 
@@ -129,6 +142,24 @@ def _recurrent_here(policy, observations: np.ndarray) -> tuple[list[int], list[i
 def _errors_here(address: str) -> dict:
     """What the main venv's PolicyClient raises for the scenario's bad inputs."""
     return scenario.bad_inputs(address)
+
+
+def test_the_gymnasium_example_runs_on_python_3_13_with_numpy_2(cartpole):
+    """docs/light-client.md's example, as printed there, in the venv with Gymnasium 1.x and numpy 2."""
+    python = _python("protobuf6")
+    example = ROOT / "examples" / "gymnasium_client.py"
+    code = [line for line in example.read_text().splitlines() if line and not line.startswith((" ", '"""', "#"))]
+    lines = [line for line in example.read_text().split('"""', 2)[2].splitlines() if line.strip()]
+    assert len(lines) <= 15, "a 15-line example"
+    assert "import gymnasium as gym" in code
+    with BackgroundServer({"cartpole": EagerBackend(cartpole[0])}) as server:
+        done = subprocess.run([str(python), str(example), server.address], capture_output=True, text=True,
+                              timeout=120, cwd="/", stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    total, plane = done.stdout.split()[1], done.stdout.split()[-1]
+    assert int(total) >= 8 and plane == "shm", done.stdout
+    assert "{{snippet}}" not in (ROOT / "docs" / "light-client.md").read_text()
+    assert example.read_text().split('"""', 2)[2].strip() in (ROOT / "docs" / "light-client.md").read_text()
 
 
 def test_the_scenario_imports_nothing_of_tensorflow_or_the_tests():

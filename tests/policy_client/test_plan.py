@@ -154,3 +154,27 @@ def test_answer_plan_fits_encodes_and_reads_like_the_generic_codec():
     assert type(read) is policy_step.PolicyStep and read.action.flags.writeable
     np.testing.assert_array_equal(read.state["h"], step.state["h"])
     assert plan.read(generic, ()) is None  # the wrong outer shape: the generic decoder takes it
+
+
+def test_numpy_scalars_of_the_spec_dtype_take_the_plan():
+    """np.int32(1) where the spec is int32 () is as good as a 0-d array (issue 33's cliff): the plan takes it,
+    and writes the generic codec's bytes; other scalars (Python's, another dtype, a batched leaf) do not."""
+    spec = {"id": A((), np.int64), "x": A((), np.float32), "v": A((2,), np.float32)}
+    plan = NestPlan(spec)
+    value = {"id": np.int64(3), "x": np.float32(0.5), "v": np.zeros(2, np.float32)}
+    leaves = plan.leaves(value)
+    assert leaves is not None and all(type(leaf) is np.ndarray for leaf in leaves)
+    planned = service_pb.ActionRequest().policy_state
+    plan.write(planned, leaves)
+    assert planned.SerializeToString(deterministic=True) == \
+        nests.nest_to_proto(value).SerializeToString(deterministic=True)
+    for other in ({**value, "id": 3}, {**value, "x": np.float64(0.5)}, {**value, "id": np.int32(3)}):
+        assert plan.leaves(other) is None
+    assert plan.leaves({**value, "id": np.int64(3)}, (1,)) is None  # a scalar is never a batched leaf
+
+
+def test_a_time_step_of_numpy_scalars_takes_the_request_plan():
+    specs = ts.time_step_spec(A((4,), np.float32))
+    plan = RequestPlan(specs, ())
+    step = ts.TimeStep(np.int32(1), np.float32(0), np.float32(1), np.zeros(4, np.float32))
+    assert plan.leaves(step, ()) is not None

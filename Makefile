@@ -29,12 +29,15 @@ proto: $(STAMP)
 check-proto: $(STAMP)
 	$(PY) scripts/gen_protos.py --check
 
-# SHM_EQUIVALENCE: the equivalence suites again, with every client forced onto the shared-memory data plane.
-SHM_EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
+# EQUIVALENCE: the equivalence suites, run again with every client forced onto each data plane in turn (gRPC,
+# what actors on other hosts use; shared memory, what same-host actors take by themselves); tests/conftest.py
+# checks that the calls took the forced plane.
+EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
 	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py tests/compat
 test: $(STAMP) check-proto buf-check docs node-client triton-client light-client
 	$(PY) -m pytest $(PYTEST_ARGS)
-	TFA_POLICY_DATA_PLANE=shm $(PY) -m pytest -q $(SHM_EQUIVALENCE)
+	TFA_POLICY_DATA_PLANE=grpc $(PY) -m pytest -q $(EQUIVALENCE)
+	TFA_POLICY_DATA_PLANE=shm $(PY) -m pytest -q $(EQUIVALENCE)
 
 # The manual: MkDocs (mkdocs.yml), strict: a broken link or anchor, or an API symbol that is gone, fails.
 docs: $(STAMP)

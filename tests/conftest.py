@@ -50,3 +50,28 @@ def no_token_in_environment(monkeypatch):
     """Tests say which token each client sends: none comes from the developer's environment."""
     for name in ("TFA_POLICY_TOKEN", "TFA_POLICY_TOKEN_FILE", "TFA_POLICY_SERVER_TOKENS"):
         monkeypatch.delenv(name, raising=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With a forced data plane (TFA_POLICY_DATA_PLANE, make test's second and third passes), the calls took it.
+
+    "grpc": no action went through a shared-memory slot. "shm": slots carried
+    actions (inputs a slot cannot carry, such as an as-local call with inputs
+    off the spec, still go over gRPC, as the client documents).
+    """
+    from policy_client.transport import ACTIONS_SENT  # pylint: disable=import-outside-toplevel
+
+    plane = os.environ.get("TFA_POLICY_DATA_PLANE")
+    if plane not in ("grpc", "shm") or exitstatus != 0 or session.testscollected == 0:
+        return
+    sent = dict(ACTIONS_SENT)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"TFA_POLICY_DATA_PLANE={plane}: actions sent over gRPC {sent['grpc']:,}, "
+                            f"through shared-memory slots {sent['shm']:,}")
+    wrong = sent["shm"] != 0 if plane == "grpc" else sent["shm"] == 0
+    if wrong or sent["grpc"] + sent["shm"] == 0:
+        if reporter is not None:
+            reporter.write_line(f"FAILED: the forced {plane} plane was not the plane the calls took", red=True)
+        session.exitstatus = 1

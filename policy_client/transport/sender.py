@@ -30,6 +30,7 @@ from typing import Callable
 
 import grpc
 
+from policy_client.transport import ACTIONS_SENT
 from policy_client.transport.stream import ActionStream, StreamLimitError
 from policy_client.wire import errors, status
 from policy_client.wire.generated import policy_service_pb2 as service_pb
@@ -93,6 +94,7 @@ class ActionSender:
             limit (the channel's or the server's).
         """
         deadline = time.monotonic() + timeout
+        ACTIONS_SENT["grpc"] += 1
         size = request.ByteSize()
         if size > self._max_send_bytes:
             raise errors.ResourceExhaustedError(

@@ -23,6 +23,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
+from policy_client.transport import ACTIONS_SENT
 from policy_client.wire import errors, shm_layout
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
@@ -143,6 +144,7 @@ class Slot:
                 self._break()
                 raise SlotBroken(f"the slot's socket broke: {e}") from None
             self._owed = sequence
+            ACTIONS_SENT["shm"] += 1
             self._wait(sequence, deadline)
             self._owed = None
             return self._read(rows)

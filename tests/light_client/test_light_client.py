@@ -23,8 +23,7 @@ import pytest
 from tf_agents.policies import py_tf_eager_policy
 from tf_agents.trajectories import time_step as ts
 
-from policy_client import PolicyClient, wire
-from policy_client.wire import errors
+from policy_client import PolicyClient
 from policy_client.wire.standins import TimeStep
 from policy_server import EagerBackend
 from policy_server.server import BackgroundServer

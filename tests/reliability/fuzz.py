@@ -351,17 +351,3 @@ def summarize(report: Report) -> dict[str, Any]:
 
 def count_log(text: str, needles: Iterable[str]) -> dict[str, int]:
     return {needle: text.count(needle) for needle in needles}
-
-
-# Signatures of non-clear statuses that are known defects (each has an xfail(strict) test in test_defects.py):
-# A: GetInitialState builds a state of any batch_size (MemoryError, or a state protobuf cannot serialize);
-# F: LoadCheckpoint of a path on a filesystem TensorFlow does not support.
-KNOWN_DEFECTS = {
-    "A": re.compile(r"^GetInitialState INTERNAL (MemoryError|_ArrayMemoryError|EncodeError)\b"),
-    "F": re.compile(r"^LoadCheckpoint INTERNAL (UnimplementedError|tensorflow\.errors\.UnimplementedError)\b"),
-}
-
-
-def unexplained(signatures: dict[str, int]) -> dict[str, int]:
-    """The non-clear signatures that no known defect explains."""
-    return {s: n for s, n in signatures.items() if not any(p.search(s) for p in KNOWN_DEFECTS.values())}

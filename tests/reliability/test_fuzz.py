@@ -67,6 +67,7 @@ def test_a_seeded_fuzz_run_of_every_rpc():
     assert set(summary["by_rpc"]) == set(protos.RPCS)
     assert summary["crashes"] == 0, summary["crash_details"]
     assert summary["hangs"] == 0, summary["hang_signatures"]
-    assert fuzz.unexplained(summary["non_clear_signatures"]) == {}, summary["samples"]
+    # Every UNKNOWN / INTERNAL of the server fails the run: defects A-F are fixed, none is excused.
+    assert summary["non_clear_signatures"] == {}, summary["samples"]
     assert summary["other_codes"] == {}
     assert healthy

@@ -1,0 +1,90 @@
+"""Flags of `policy-server` that only a real server shows: each starts the CLI and checks what the flag changes.
+
+--no-shared-memory (and the config file's `shared_memory = false`), --max-message-mb
+and --metrics-host, against `python -m policy_server.cli` on free 127.0.0.0/8 ports.
+"""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from tf_agents.trajectories import time_step as ts
+
+from examples.serving_demo import start_server, stop_server
+from policy_client import PolicyClient
+from policy_client.wire import errors
+
+pytestmark = pytest.mark.timeout(240)
+
+ECHO = ["--factory", "echo=tests.support.fakes:EchoBackend"]
+STATE = {"count": np.array(0, np.int64)}
+
+
+def _free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class _Served:
+    def __init__(self, flags):
+        self.proc, self.address = start_server(flags)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        assert stop_server(self.proc) == 0
+
+
+def _plane_after_calls(address: str) -> tuple[str, int]:
+    with PolicyClient(address, "echo", timeout=30) as client:
+        for _ in range(4):  # a first answer teaches the plans; the next calls would take a slot if offered
+            client.action(ts.restart(np.ones(3, np.float32)), STATE)
+        return client.data_plane, client.stats()[0]["shared_memory_slots"]
+
+
+def test_shared_memory_is_offered_by_default_and_not_with_the_flag_or_the_file_key(tmp_path):
+    with _Served(ECHO) as served:
+        assert _plane_after_calls(served.address) == ("shm", 1)
+    with _Served([*ECHO, "--no-shared-memory"]) as served:
+        assert _plane_after_calls(served.address) == ("grpc", 0)
+        with PolicyClient(served.address, "echo", timeout=30, data_plane="shm") as forced:
+            with pytest.raises(errors.FailedPreconditionError, match="offers shared memory"):
+                forced.action(ts.restart(np.ones(3, np.float32)), STATE)
+                forced.action(ts.restart(np.ones(3, np.float32)), STATE)
+    config = tmp_path / "server.toml"
+    config.write_text('[server]\nshared_memory = false\n\n'
+                      '[policies.echo]\nfactory = "tests.support.fakes:EchoBackend"\n')
+    with _Served(["--config", str(config)]) as served:
+        assert _plane_after_calls(served.address) == ("grpc", 0)
+
+
+def test_max_message_mb_bounds_requests(tmp_path):
+    with _Served([*ECHO, "--max-message-mb", "1", "--no-shared-memory"]) as served:
+        with PolicyClient(served.address, "echo", timeout=30) as client:
+            rows = 20_000  # 32 bytes a row (with step type, reward, discount, state): 0.64 MB, under 1 MiB
+            obs = np.ones((rows, 3), np.float32)
+            step = ts.TimeStep(np.zeros(rows, np.int32), np.zeros(rows, np.float32), np.ones(rows, np.float32), obs)
+            answer = client.action(step, {"count": np.zeros(rows, np.int64)}, batch_size=rows)
+            assert answer.policy_step.action.shape == (rows, 3)
+            rows = 40_000  # 1.28 MB: over the limit
+            obs = np.ones((rows, 3), np.float32)
+            step = ts.TimeStep(np.zeros(rows, np.int32), np.zeros(rows, np.float32), np.ones(rows, np.float32), obs)
+            with pytest.raises(errors.ResourceExhaustedError, match="1048576 bytes"):
+                client.action(step, {"count": np.zeros(rows, np.int64)}, batch_size=rows)
+
+
+def test_metrics_host_is_where_the_endpoint_binds():
+    port = _free_port("127.0.0.2")
+    with _Served([*ECHO, "--metrics-port", str(port), "--metrics-host", "127.0.0.2"]) as served:
+        with PolicyClient(served.address, "echo", timeout=30) as client:
+            client.action(ts.restart(np.ones(3, np.float32)), STATE)
+        text = urllib.request.urlopen(f"http://127.0.0.2:{port}/metrics", timeout=10).read().decode()
+        assert 'tfa_policy_requests_total{code="OK",method=' in text
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)

@@ -60,6 +60,7 @@ LIGHT_PY_newest := 3.12
 LIGHT_VENVS := $(foreach end,oldest protobuf6 newest,.venv-client-$(end))
 CLIENT_SOURCES := $(shell find policy_client -name '*.py' -o -name py.typed)
 .PHONY: light-client
+.PRECIOUS: .venv-client-%/.installed .venv-client-%/.client  # not intermediate: kept, not rebuilt every run
 light-client: $(addsuffix /.client,$(LIGHT_VENVS))
 
 # The venv: pip resolves the client's ranges with the pins (pip check: they agree).

@@ -161,6 +161,20 @@ def test_the_gymnasium_example_runs_on_python_3_13_with_numpy_2(cartpole):
     assert example.read_text().split('"""', 2)[2].strip() in (ROOT / "docs" / "light-client.md").read_text()
 
 
+@pytest.mark.parametrize("end", list(ENDS))
+def test_the_golden_bytes_test_passes_on_every_end(end, tmp_path):
+    """tests/policy_client/test_codec_golden.py (the wire format, literal bytes; TF-free) on numpy 1 and 2 and
+    protobuf 4.25 to 7, against the venv's installed client (a copy of the file, away from this checkout)."""
+    python = _python(end)
+    copy = tmp_path / "test_codec_golden.py"
+    copy.write_text((ROOT / "tests" / "policy_client" / "test_codec_golden.py").read_text())
+    done = subprocess.run([str(python), "-m", "pytest", "-q", "--noconftest", "-c", "/dev/null", "-p",
+                           "no:cacheprovider", str(copy)], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          stdin=subprocess.DEVNULL, check=False)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    assert " passed" in done.stdout and "failed" not in done.stdout, done.stdout[-500:]
+
+
 def test_the_scenario_imports_nothing_of_tensorflow_or_the_tests():
     source = (ROOT / "tests" / "light_client" / "scenario.py").read_text()
     imports = [line for line in source.splitlines() if line.startswith(("import ", "from "))]

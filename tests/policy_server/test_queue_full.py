@@ -11,6 +11,7 @@ to another replica.
 from __future__ import annotations
 
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -121,13 +122,18 @@ def test_on_several_replicas_a_refused_call_goes_to_another(servers):
     free = BackgroundServer({"echo": EchoBackend()})
     try:
         target = f"ipv4:{full.address},{free.address}"
-        with servers.client(target, "echo", timeout=WAIT) as client:
-            for i in range(20):
-                action = client.action(echo_time_step(np.full(3, i, np.float32)), STATE).policy_step.action
-                np.testing.assert_array_equal(action, np.full(3, 2 * i, np.float32))
-            assert client._router.current.sender.queue_full >= 1  # pylint: disable=protected-access
+        # Unary: round robin takes each call to the next ready replica (a stream stays on one). The full
+        # replica's connection may be ready later than the free one's: calls go on until it refused some.
+        with servers.client(target, "echo", timeout=WAIT, transport="unary") as client:
+            sender = client._router.current.sender  # pylint: disable=protected-access
+            calls, until = 0, time.monotonic() + WAIT
+            while calls < 20 or (sender.queue_full < 3 and time.monotonic() < until):
+                action = client.action(echo_time_step(np.full(3, calls, np.float32)), STATE).policy_step.action
+                np.testing.assert_array_equal(action, np.full(3, 2 * calls, np.float32))
+                calls += 1
+            assert sender.queue_full >= 3, "the full replica refused calls, which went again"
         with servers.client(free.address, "echo") as other:
-            assert other.stats()[0]["requests"] == 20
+            assert other.stats()[0]["requests"] == calls  # every call was served by the free replica
     finally:
         gate.set()
         for f in held:

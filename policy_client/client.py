@@ -127,8 +127,7 @@ class PolicyClient:
         return self._router.current.target
 
     def retarget(self, target: str) -> None:
-        """Moves the client to `target`: new calls go there at once, calls in flight finish (or go again
-        there if their server is gone). A client whose address is a target source does this by itself."""
+        """Moves new calls to `target` at once (calls in flight finish, or go there if their server is gone)."""
         self._router.retarget(target)
 
     def set_plans(self, specs: PolicySpecs) -> tuple[RequestPlan, AnswerPlan]:
@@ -138,8 +137,7 @@ class PolicyClient:
         return self._plans
 
     def plans(self) -> tuple[RequestPlan, AnswerPlan] | None:
-        """The fast-path plans, once known (None before, or when disabled)."""
-        return self._plans
+        return self._plans  # the fast-path plans, once known (None before, or when disabled)
 
     def _learn_plans(self) -> None:
         """After an answer (the server serves the policy): fetch its specs once for the fast path."""
@@ -189,6 +187,18 @@ class PolicyClient:
         request = service_pb.GetVariablesRequest(policy=self.policy, include_values=True)
         response = self._unary("GetVariables", request)
         return response.version, [wire.array_from_proto(v.value, copy=True) for v in response.variables]
+
+    def functions(self) -> dict[str, list[tuple[str, np.dtype, tuple[int | None, ...]]]]:
+        """A SavedModel's other functions (see RemotePolicy): name -> inputs' (path, dtype, shape; None: any)."""
+        response = self._unary("ListFunctions", service_pb.ListFunctionsRequest(policy=self.policy))
+        return {f.name: [(t.path, wire.dtype_from_proto(t.dtype), tuple(None if d < 0 else d for d in t.shape))
+                         for t in f.inputs] for f in response.functions}
+
+    def call_function(self, name: str, *args: Any) -> Any:
+        """Calls one of `functions()` on the server with positional arguments; returns its result (numpy)."""
+        request = service_pb.CallFunctionRequest(policy=self.policy, function=name)
+        wire.write_nest(request.args, tuple(args), path="args")
+        return wire.nest_from_proto(self._unary("CallFunction", request).result, copy=True)
 
     def stats(self) -> list[dict[str, Any]]:
         """Serving statistics of every policy (or of this client's policy if named)."""
@@ -388,4 +398,3 @@ def _decode(response: service_pb.ActionResponse, plan: AnswerPlan | None, outer:
     if step is None:
         step = wire.policy_step_from_proto(response.policy_step, copy=True)
     return ActionResult(step, response.version)
-

@@ -110,6 +110,30 @@ class RemotePolicy(py_policy.PyPolicy):
         """The version (train step) the server serves now, as SavedModelPyTFEagerPolicy.get_train_step()."""
         return np.int64(self._client.get_specs()[1])
 
+    def get_metadata(self) -> dict[str, Any]:
+        """The metadata saved with the policy (PolicySaver's `metadata=`), as SavedModelPyTFEagerPolicy returns it:
+        a dict of constant tensors. Other backends have none (AttributeError, as the local policies)."""
+        return self._saved_function("get_metadata")()
+
+    def __getattr__(self, name: str) -> Any:
+        """A function saved with PolicySaver.register_function, called on the server; as
+        SavedModelPyTFEagerPolicy forwards unknown attributes to its SavedModel. Anything else: AttributeError."""
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return self._saved_function(name)
+
+    def _saved_function(self, name: str) -> Callable[..., Any]:
+        client = self.__dict__.get("_client")
+        if client is None or client.backend != "saved_model":  # only a SavedModel forwards attributes locally
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        known = self.__dict__.get("_functions")
+        if known is None:  # the handshake: the served functions and their input signatures, once
+            known = self.__dict__["_functions"] = client.functions()
+        if name not in known:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r} (the served "
+                                 f"SavedModel has no such function; it has: {', '.join(sorted(known)) or 'none'})")
+        return _SavedFunction(client, name, known[name])
+
     def variables(self) -> list[Any]:
         """The values of the served policy's variables, in `policy.variables()` order.
 
@@ -279,6 +303,27 @@ def _conform(value: Any, spec: Any, outer: tuple[int, ...]) -> Any:
     except (SpecMismatchError, TypeError, ValueError):
         return None
     return value
+
+
+class _SavedFunction:
+    """A function of the served SavedModel: called with tensors or arrays, it answers constant tensors.
+
+    Attributes:
+      name: its name.
+      input_signature: each input tensor's (path, dtype, shape; None: any size), as saved.
+    """
+
+    def __init__(self, client: PolicyClient, name: str, input_signature: list):
+        self._client, self.name, self.input_signature = client, name, input_signature
+
+    def __call__(self, *args: Any) -> Any:
+        import tensorflow as tf  # pylint: disable=import-outside-toplevel
+
+        result = self._client.call_function(self.name, *tree.map_structure(_numpy, args))
+        return tree.map_structure(lambda x: x if x is None else tf.constant(x), result)
+
+    def __repr__(self) -> str:
+        return f"<remote saved function {self.name!r}, inputs {self.input_signature}>"
 
 
 def _is_empty(state: Any) -> bool:

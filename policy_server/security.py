@@ -47,7 +47,7 @@ ROLES = (ACTOR, LEARNER)
 # The role each PolicyService method needs (a test checks that every method is listed).
 METHOD_ROLES = {"ListPolicies": ACTOR, "GetSpecs": ACTOR, "GetInitialState": ACTOR, "Action": ACTOR,
                 "ActionStream": ACTOR, "GetStats": ACTOR, "PushVariables": LEARNER, "GetVariables": LEARNER,
-                "LoadCheckpoint": LEARNER}
+                "LoadCheckpoint": LEARNER, "ListFunctions": ACTOR, "CallFunction": ACTOR}
 # The methods of the other services of this project that actors may call.
 ACTOR_METHODS = frozenset({"tfa_policy_grpc.v1.SharedMemoryService/OpenSlot"}) | frozenset(
     # The Open Inference Protocol's service (policy_server.oip): inference and metadata, what actors do.

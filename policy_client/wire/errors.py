@@ -36,6 +36,17 @@ class CodecError(FieldError):
     """A value or message cannot be encoded or decoded (names the problem)."""
 
 
+class NotANestError(CodecError, TypeError, AttributeError):
+    """Something that is not a nest of arrays (any object, a mock, a module) where one belongs; `field` says where.
+
+    Locally, TF-Agents' policies raise a ValueError, a TypeError or an
+    AttributeError for such a value, depending on the policy (a TF policy
+    checks the nest's structure; a Python policy reads `time_step.step_type`).
+    The client cannot send the value to find out, so this error is all three:
+    the handler written for the local policy catches it.
+    """
+
+
 class SpecMismatchError(FieldError):
     """A value does not match its spec; the message names the field."""
 

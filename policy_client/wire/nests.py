@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from policy_client.wire import specs, tensors
-from policy_client.wire.errors import CodecError
+from policy_client.wire.errors import CodecError, NotANestError
 from policy_client.wire.generated import types_pb2 as pb
 from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 
@@ -53,7 +53,11 @@ def nest_to_proto(value: Any, *, leaf: Leaf | None = None, named_types: NamedTup
 def write_nest(msg: pb.Nest, value: Any, *, path: str = "", depth: int = 0, leaf: Leaf | None = None,
                named_types: NamedTupleTypes = NAMED_TYPES) -> None:
     """Encodes a nest into `msg` in place (see nest_to_proto); `path` names the root in errors."""
-    _Writer(leaf, named_types).write(msg, value, depth, path)
+    try:
+        _Writer(leaf, named_types).write(msg, value, depth, path)
+    except RecursionError:  # an object whose every attribute is another object (a mock), met in a leaf converter
+        raise NotANestError(f"cannot encode {type(value).__name__} at {path or 'the root'}: not a nest of arrays",
+                            path) from None
 
 
 class _Writer:
@@ -92,7 +96,9 @@ class _Writer:
         elif hasattr(value, "__array__"):
             write_leaf(msg.tensor, value, path)
         else:
-            raise CodecError(f"cannot encode {type(value).__name__} at {path or 'the root'}", path)
+            raise NotANestError(f"cannot encode {type(value).__name__} at {path or 'the root'}: not a nest of "
+                                "arrays (numpy arrays or scalars, Python scalars, strings, None, in tuples, "
+                                "named tuples, lists and dicts)", path)
 
     def _mapping(self, msg: pb.Nest, value: Mapping, depth: int, path: str) -> None:
         msg.dict.SetInParent()

@@ -18,10 +18,15 @@ from policy_client.wire.generated import types_pb2 as pb
 from policy_client.wire.namedtuples import NAMED_TYPES, NamedTupleTypes
 
 
+# Classes (by name, so that TensorFlow need not be imported) whose instances and subclasses' are array specs.
+_SPEC_CLASSES = frozenset({"ArraySpec", "BoundedArraySpec", "TensorSpec", "BoundedTensorSpec"})
+
+
 def is_spec(value: Any) -> bool:
-    """Whether `value` is an array spec (TF-Agents', TensorFlow's or a stand-in)."""
-    return (hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "name")
-            and not isinstance(value, (np.ndarray, np.generic)))
+    """Whether `value` is an array spec (TF-Agents', TensorFlow's or a stand-in; not any object with a shape,
+    a dtype and a name, such as a mock)."""
+    return (any(cls.__name__ in _SPEC_CLASSES for cls in type(value).__mro__)
+            and hasattr(value, "shape") and hasattr(value, "dtype") and hasattr(value, "name"))
 
 
 def spec_to_proto(spec: Any) -> pb.ArraySpec:

@@ -23,6 +23,23 @@ class VariableSpec:
     dtype: np.dtype
 
 
+@dataclasses.dataclass(frozen=True)
+class TensorSignature:
+    """One tensor of a function's input signature: where it sits in the arguments, its dtype and shape.
+
+    Attributes:
+      path: e.g. "args[0]" or "args[0]['pos']".
+      dtype: its numpy dtype.
+      shape: its dimensions, None for a dimension of any size.
+      name: the TensorSpec's name.
+    """
+
+    path: str
+    dtype: np.dtype
+    shape: tuple[int | None, ...]
+    name: str = ""
+
+
 class UnsupportedSeedError(errors.FieldError):
     """The backend cannot honour a per-call seed (as the local policy would refuse it): a ValueError about
     field `seed`, answered INVALID_ARGUMENT."""
@@ -88,6 +105,18 @@ class Backend(abc.ABC):
     def local_initial_state(self, batch_size: int | None) -> Any:
         """What the local policy's `get_initial_state(batch_size)` returns (default: `initial_state`)."""
         return self.initial_state(batch_size)
+
+    def functions(self) -> dict[str, list[TensorSignature]]:
+        """The policy's other callable functions and their input signatures (see `call_function`); none here."""
+        return {}
+
+    def call_function(self, name: str, args: tuple) -> Any:
+        """Calls one of `functions()` with positional `args` (numpy nests); returns its result as numpy.
+
+        Raises:
+          KeyError: no such function.
+        """
+        raise KeyError(name)
 
     def variable_specs(self) -> list[VariableSpec]:
         """The policy's variables in `policy.variables()` order (empty: none)."""

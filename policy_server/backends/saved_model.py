@@ -13,7 +13,8 @@ from tf_agents.specs import tensor_spec
 
 from policy_client.wire import raised
 from policy_client.wire.standins import PolicySpecs
-from policy_server.backends.base import Backend, UnsupportedSeedError, to_numpy
+from policy_server.backends import functions
+from policy_server.backends.base import Backend, TensorSignature, UnsupportedSeedError, to_numpy
 from policy_server.backends.eager import EagerVariables, FlatCall, LocalWrappers, batched_signature
 
 
@@ -50,6 +51,7 @@ class SavedModelBackend(EagerVariables, Backend):
         except (ValueError, TypeError):  # saved with another signature: call it as saved
             self._action_fn = self.policy.action
         self._checkpoint = tf.train.Checkpoint(policy=self.policy)
+        self._functions = functions.saved_functions(self.policy)
         # What SavedModelPyTFEagerPolicy(path) does with a call, on the model loaded here.
         self._local = LocalWrappers(lambda batch_time_steps: py_tf_eager_policy.PyTFEagerPolicyBase(
             self.policy, specs.time_step_spec, specs.action_spec, specs.policy_state_spec, specs.info_spec,
@@ -75,6 +77,12 @@ class SavedModelBackend(EagerVariables, Backend):
         if not batch_size:
             state = tree.map_structure(lambda s: s[0], state)
         return state
+
+    def functions(self) -> dict[str, list[TensorSignature]]:
+        return {name: signature for name, (_, signature) in self._functions.items()}
+
+    def call_function(self, name: str, args: tuple) -> Any:
+        return functions.call(self._functions[name][0], args)
 
     def variable_values(self) -> list[np.ndarray]:
         try:  # saved without variables (RandomTFPolicy): SavedModelPyTFEagerPolicy.variables() raises

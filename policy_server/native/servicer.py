@@ -200,6 +200,33 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         update = WeightUpdate(version=version, source=f"checkpoint {request.path}", checkpoint=request.path)
         return service_pb.LoadCheckpointResponse(version=await hosted.weights.apply(update))
 
+    @services.unary
+    async def ListFunctions(self, request, context):  # noqa: N802
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        response = service_pb.ListFunctionsResponse(version=hosted.backend.version)
+        for name, signature in sorted(hosted.backend.functions().items()):
+            info = response.functions.add(name=name)
+            for tensor in signature:
+                info.inputs.add(path=tensor.path, dtype=tensors.dtype_to_proto(tensor.dtype)[0],
+                                shape=[-1 if d is None else d for d in tensor.shape], name=tensor.name)
+        return response
+
+    @services.unary
+    async def CallFunction(self, request, context):  # noqa: N802
+        """Calls a function of the policy (see ListFunctions) between two batches."""
+        hosted = await self.registry.wait(request.policy, context.time_remaining())
+        if request.function not in hosted.backend.functions():
+            known = ", ".join(sorted(hosted.backend.functions())) or "none"
+            raise errors.PolicyNotFoundError.at(
+                "function", f"the {hosted.backend.kind} policy {hosted.name!r} has no function "
+                            f"{request.function!r} (it has: {known})")
+        args = nests.nest_from_proto(request.args, path="args") if request.HasField("args") else ()
+        if not isinstance(args, tuple):
+            raise errors.InvalidArgumentError.at("args", f"must be a tuple nest of the positional arguments, "
+                                                         f"got a {type(args).__name__}")
+        result = await hosted.scheduler.run_exclusive(lambda: hosted.backend.call_function(request.function, args))
+        return service_pb.CallFunctionResponse(result=nests.nest_to_proto(result), version=hosted.backend.version)
+
     def _start(self, request: Any, source: Any) -> tuple[ActionCall | services.Malformed, asyncio.Future]:
         """Admits one request read from a stream: (its call, the future of (answer, version))."""
         if isinstance(request, services.Malformed):  # answered alone, with its request_id where it was read

@@ -32,9 +32,6 @@ EXPECTED: dict[str, str] = {
     # drivers/py_driver_test.py
     "test_py_driver.py::PyDriverTest::testPolicyStateReset":
         "not_applicable: reads the mock's call counter get_initial_state_call_count",
-    # policies/py_tf_eager_policy_test.py
-    "test_py_tf_eager_policy.py::SavedModelPYTFEagerPolicyTest::testRegisteredFunction":
-        "not_applicable: calls a function saved with the policy (saver.register_function)",
     # policies/py_tf_policy_test.py, eager and graph mode
     **{f"{stub}::PyTFPolicyTest::{test}": _SESSION
        for stub in ("test_py_tf_policy.py", "test_py_tf_policy_graph.py")

@@ -248,3 +248,55 @@ class LoadCheckpointResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     version: int
     def __init__(self, version: _Optional[int] = ...) -> None: ...
+
+class ListFunctionsRequest(_message.Message):
+    __slots__ = ("policy",)
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    def __init__(self, policy: _Optional[str] = ...) -> None: ...
+
+class TensorSignature(_message.Message):
+    __slots__ = ("path", "dtype", "shape", "name")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    dtype: _types_pb2.DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    name: str
+    def __init__(self, path: _Optional[str] = ..., dtype: _Optional[_Union[_types_pb2.DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., name: _Optional[str] = ...) -> None: ...
+
+class FunctionInfo(_message.Message):
+    __slots__ = ("name", "inputs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    inputs: _containers.RepeatedCompositeFieldContainer[TensorSignature]
+    def __init__(self, name: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorSignature, _Mapping]]] = ...) -> None: ...
+
+class ListFunctionsResponse(_message.Message):
+    __slots__ = ("functions", "version")
+    FUNCTIONS_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    functions: _containers.RepeatedCompositeFieldContainer[FunctionInfo]
+    version: int
+    def __init__(self, functions: _Optional[_Iterable[_Union[FunctionInfo, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
+
+class CallFunctionRequest(_message.Message):
+    __slots__ = ("policy", "function", "args")
+    POLICY_FIELD_NUMBER: _ClassVar[int]
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    ARGS_FIELD_NUMBER: _ClassVar[int]
+    policy: str
+    function: str
+    args: _types_pb2.Nest
+    def __init__(self, policy: _Optional[str] = ..., function: _Optional[str] = ..., args: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ...) -> None: ...
+
+class CallFunctionResponse(_message.Message):
+    __slots__ = ("result", "version")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    result: _types_pb2.Nest
+    version: int
+    def __init__(self, result: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...

@@ -59,6 +59,16 @@ class PolicyServiceStub(object):
                 request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointRequest.SerializeToString,
                 response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointResponse.FromString,
                 )
+        self.ListFunctions = channel.unary_unary(
+                '/tfa_policy_grpc.v1.PolicyService/ListFunctions',
+                request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.ListFunctionsRequest.SerializeToString,
+                response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.ListFunctionsResponse.FromString,
+                )
+        self.CallFunction = channel.unary_unary(
+                '/tfa_policy_grpc.v1.PolicyService/CallFunction',
+                request_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.CallFunctionRequest.SerializeToString,
+                response_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.CallFunctionResponse.FromString,
+                )
 
 
 class PolicyServiceServicer(object):
@@ -139,6 +149,25 @@ class PolicyServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFunctions(self, request, context):
+        """The policy's other functions, as a SavedModelPyTFEagerPolicy forwards
+        them to its loaded SavedModel: `get_metadata` and each function saved
+        with PolicySaver.register_function, with its saved input signature.
+        Other backends have none (an empty list).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CallFunction(self, request, context):
+        """Calls one of them between two batches and returns its result. An unknown
+        name is NOT_FOUND; an exception of the function travels as the policy's
+        own do (see ActionResponse.error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +215,16 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     servicer.LoadCheckpoint,
                     request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointRequest.FromString,
                     response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointResponse.SerializeToString,
+            ),
+            'ListFunctions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFunctions,
+                    request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.ListFunctionsRequest.FromString,
+                    response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.ListFunctionsResponse.SerializeToString,
+            ),
+            'CallFunction': grpc.unary_unary_rpc_method_handler(
+                    servicer.CallFunction,
+                    request_deserializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.CallFunctionRequest.FromString,
+                    response_serializer=tfa__policy__grpc_dot_v1_dot_policy__service__pb2.CallFunctionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,5 +386,39 @@ class PolicyService(object):
         return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/LoadCheckpoint',
             tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointRequest.SerializeToString,
             tfa__policy__grpc_dot_v1_dot_policy__service__pb2.LoadCheckpointResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListFunctions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/ListFunctions',
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.ListFunctionsRequest.SerializeToString,
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.ListFunctionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CallFunction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/tfa_policy_grpc.v1.PolicyService/CallFunction',
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.CallFunctionRequest.SerializeToString,
+            tfa__policy__grpc_dot_v1_dot_policy__service__pb2.CallFunctionResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

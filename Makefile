@@ -33,7 +33,9 @@ check-proto: $(STAMP)
 # what actors on other hosts use; shared memory, what same-host actors take by themselves); tests/conftest.py
 # checks that the calls took the forced plane.
 EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
-	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py tests/compat
+	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py \
+	tests/policy_client/test_wrappers.py tests/policy_client/test_equivalence_saved_model.py \
+	tests/policy_client/test_equivalence_graph.py tests/compat
 test: $(STAMP) check-proto buf-check docs node-client triton-client light-client
 	$(PY) -m pytest $(PYTEST_ARGS)
 	TFA_POLICY_DATA_PLANE=grpc $(PY) -m pytest -q $(EQUIVALENCE)

@@ -78,8 +78,12 @@ class RemotePolicy(py_policy.PyPolicy):
         except Exception:
             self._client.close()
             raise
-        super().__init__(specs.time_step_spec, specs.action_spec,
-                         policy_state_spec=specs.policy_state_spec, info_spec=specs.info_spec)
+        if self._client.backend == "py_tf_policy":  # as PyTFPolicy: derived specs from state () and info (),
+            super().__init__(specs.time_step_spec, specs.action_spec, policy_state_spec=(), info_spec=())
+            self._policy_state_spec = specs.policy_state_spec  # then its TF policy's state spec
+        else:
+            super().__init__(specs.time_step_spec, specs.action_spec,
+                             policy_state_spec=specs.policy_state_spec, info_spec=specs.info_spec)
         if specs.collect_data_spec is not None:
             self._collect_data_spec = specs.collect_data_spec
         self._last_version = version

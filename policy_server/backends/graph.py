@@ -60,7 +60,9 @@ class GraphBackend(Backend):
             self._variables = tf.nest.flatten(tf_pol.variables())
             self._feeds = [tf.compat.v1.placeholder(v.dtype.base_dtype, v.shape) for v in self._variables]
             self._assign_op = tf.group(*(v.assign(p) for v, p in zip(self._variables, self._feeds)))
-        super().__init__(specs_of(tf_pol), version)
+        # A PyTFPolicy's specs are its own (TF-Agents gives it info_spec=() whatever its TF policy's), and
+        # RemotePolicy has the specs of the policy it replaces.
+        super().__init__(specs_of(policy if isinstance(policy, py_tf_policy.PyTFPolicy) else tf_pol), version)
         self.tf_policy = tf_pol
 
     def action(self, time_step: Any, policy_state: Any, seed: int | None = None) -> Any:

@@ -19,15 +19,15 @@ SPEC_PROPERTIES = ["time_step_spec", "action_spec", "policy_state_spec", "info_s
 BATCH = 5
 
 
-def assert_nests_close(local, remote, rtol: float = 1e-6) -> None:
-    """Same structure, dtypes and shapes; ints exact, floats within rtol."""
+def assert_nests_close(local, remote, rtol: float = 0.0) -> None:
+    """Same structure, dtypes and shapes, and the same values: bit for bit unless `rtol` (no caller passes one)."""
     tf.nest.assert_same_structure(local, remote)
     for a, b in zip(tf.nest.flatten(local), tf.nest.flatten(remote)):
         a = np.asarray(a)
         assert isinstance(b, np.ndarray), f"remote leaf is {type(b).__name__}, not an ndarray"
         assert a.dtype == b.dtype and a.shape == b.shape, f"{a.dtype}{a.shape} != {b.dtype}{b.shape}"
         if np.issubdtype(a.dtype, np.floating):
-            np.testing.assert_allclose(b, a, rtol=rtol, atol=1e-7)
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=0) if rtol else np.testing.assert_array_equal(b, a)
         else:
             np.testing.assert_array_equal(b, a)
 

@@ -1,4 +1,4 @@
-"""A graph-mode PyTFPolicy restored from a checkpoint, local vs served by GraphBackend."""
+"""A graph-mode PyTFPolicy restored from a checkpoint, local vs served by GraphBackend: bit for bit."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from examples.cartpole import ACTION_SPEC, OBSERVATION_SPEC, cartpole_time_step_
 from policy_server.server import BackgroundServer
 from policy_server.backends.graph import GraphBackend
 from tests.support.equivalence_cases import sample_time_step
-from tests.policy_client.test_equivalence import SPEC_PROPERTIES, assert_nests_close
+from tests.policy_client.test_equivalence import SPEC_PROPERTIES
+from tests.support.same import assert_same
 
 
 def build_in_graph(seed: int) -> tuple[tf.Graph, py_tf_policy.PyTFPolicy]:
@@ -78,7 +79,7 @@ def test_actions_equal(remote, policy_dir, batch_size):
     local = restored_local(policy_dir, batch_size)
     for seed in range(3):
         time_step = sample_time_step(local.time_step_spec, batch_size, seed)
-        assert_nests_close(local.action(time_step), remote.action(time_step))
+        assert_same(local.action(time_step), remote.action(time_step), {"tf_batched_step"} if batch_size else ())
 
 
 def test_seed_is_refused_like_the_local_policy(remote, policy_dir):
@@ -99,5 +100,5 @@ def test_driver_trajectories_equal(remote, policy_dir):
         runs.append(trajectories)
     assert len(runs[0]) == len(runs[1]) > 3
     for expected, got in zip(*runs):
-        assert_nests_close(expected, got)
+        assert_same(expected, got)
     assert np.sum([t.is_last() for t in runs[1]]) == 3

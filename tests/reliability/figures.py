@@ -32,6 +32,11 @@ def _wrong(results: dict) -> Any:
     return sum(r["lost"] + r["duplicated"] + r["crossed"] for r in runs)
 
 
+def _small_non_reader_ratio(results: dict) -> Any:
+    burst, before = _get(results, "idle", "small_burst_p50_ms"), _get(results, "idle", "before_p50_ms")
+    return None if not burst or not before else burst / before
+
+
 TARGETS: list[Target] = [
     ("fuzz: messages sent (every RPC)", lambda r: _get(r, "fuzz", "messages"), ">=", 100_000),
     ("fuzz: server crashes", lambda r: _get(r, "fuzz", "crashes"), "==", 0),
@@ -48,6 +53,7 @@ TARGETS: list[Target] = [
      lambda r: _get(r, "overload", "server_rejection_p99_ms"), "<=", 10.0),
     ("{idle_streams} idle streams + a non-reader: others' p50 during / before",
      lambda r: _get(r, "idle", "p50_ratio"), "<=", 1.5),
+    ("a 1-row non-reader while it is served: others' p50 / p50 before", _small_non_reader_ratio, "<=", 1.2),
     ("{big_rows:,}-row request: other actors' p99 meanwhile (ms)",
      lambda r: _get(r, "large", "target", "others_p99_ms"), "<=", 50.0),
 ]

@@ -118,6 +118,7 @@ class _Progress:
         self.actor_versions: dict[int, int] = {}
         self.evals: list[tuple[float, int]] = []  # (average return, version)
         self.version_went_back = False
+        self.versions_seen: set[int] = set()  # every policy version a collect actor reported acting with
 
     def drain(self, reports: Any) -> None:
         while True:
@@ -131,6 +132,7 @@ class _Progress:
                     self.version_went_back = True
                 self.collect_steps[actor_id] = steps
                 self.actor_versions[actor_id] = version
+                self.versions_seen.add(version)
             else:
                 self.evals.append((report[1], report[3]))
 
@@ -289,6 +291,7 @@ def _result(progress: _Progress, train_steps: int, seconds: float, server_code: 
         "env_steps": progress.env_steps,
         "version": max(progress.actor_versions.values(), default=0),
         "actor_versions_monotonic": not progress.version_went_back,
+        "actor_versions_seen": sorted(progress.versions_seen),
         "seconds": seconds,
         "server_exit_code": server_code,
     }

@@ -97,6 +97,11 @@ class BatchScheduler:
         return len(self._pending)
 
     @property
+    def exclusive_waiting(self) -> int:
+        """Calls waiting to run between two batches (weight swaps, initial states, variable reads)."""
+        return len(self._exclusive)
+
+    @property
     def full(self) -> bool:
         """Whether a request arriving now would be refused (the queue holds max_queue_size requests)."""
         return len(self._pending) >= self.config.max_queue_size

@@ -70,7 +70,7 @@ class SessionTable:
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.sweep_interval = min(1.0, idle_timeout / 4)
-        self._clock = clock
+        self.clock = clock  # public: tests swap in a clock they advance
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._next_sweep = 0.0
@@ -101,7 +101,7 @@ class SessionTable:
           ResourceExhaustedError: starting it would open more than max_sessions sequences.
         """
         with self._lock:
-            now = self._clock()
+            now = self.clock()
             self._sweep_if_due(now)
             session = self._sessions.get(key)
             names = names or OIP_NAMES
@@ -163,11 +163,11 @@ class SessionTable:
             return
         with self._lock:
             ticket.session.inflight -= 1
-            ticket.session.last_used = self._clock()
+            ticket.session.last_used = self.clock()
         ticket.done.set_result(None)
 
     def _sweep_if_due(self, now: float | None = None) -> None:
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         if now >= self._next_sweep:
             self._sweep(now)
 

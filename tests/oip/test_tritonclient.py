@@ -9,8 +9,6 @@ sequences interleaved on one stream, with a weight push in the middle.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +18,7 @@ from policy_client import RemotePolicy, VariablePublisher
 from policy_server.config import BatchingConfig
 from policy_server.backends.eager import EagerBackend
 from tests.oip.peer import tensor, time_step_inputs
+from tests.support.servers import session_clock
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -100,6 +99,7 @@ def test_recurrent_episodes_through_server_held_sessions_act_like_local_and_remo
 def test_sessions_are_bounded_and_expire(servers, peers, rnn_policy, cartpole_env):
     server = servers.serve({"rnn": EagerBackend(rnn_policy)}, batching=BATCHING, max_sessions=2,
                            session_idle_timeout=2.0)
+    clock = session_clock(server, "rnn")  # idle time is what the test says, not what the machine's load makes
     peer = peers(server.address)
     first = time_step_inputs(cartpole_env.reset())
     for sequence in (1, 2):
@@ -108,10 +108,10 @@ def test_sessions_are_bounded_and_expire(servers, peers, rnn_policy, cartpole_en
     assert refused["status"] == "StatusCode.RESOURCE_EXHAUSTED" and "2 sequences are open" in refused["error"]
     assert "--max-sessions" in refused["error"]
     # A step keeps a sequence alive; idle ones are freed after the timeout.
-    time.sleep(1.2)
+    clock.now += 1.2
     middle = dict(first, step_type=tensor([1], "INT32"))
     assert "error" not in peer.infer("rnn", middle, sequence_id=2)
-    time.sleep(1.2)
+    clock.now += 1.2  # sequence 1 idle for 2.4 s (> 2), sequence 2 for 1.2 s
     assert "error" not in peer.infer("rnn", first, sequence_id=3, start=True)  # sequence 1 expired
     expired = peer.infer("rnn", middle, sequence_id=1)
     assert expired["status"] == "StatusCode.FAILED_PRECONDITION" and "not open" in expired["error"]

@@ -182,14 +182,18 @@ def test_no_batch_mixes_versions_and_versions_never_go_back():
 
 
 def test_short_actor_learner_run(tmp_path):
-    """A real run, about a minute at most: versions seen by actors increase, the replay table fills."""
-    config = actor_learner.Config(collect_actors=1, max_seconds=35, initial_collect_steps=200, push_interval=50,
-                                  train_iterations_per_call=50, eval_episodes=2, report_interval=5)
+    """A real run that ends at 300 train steps (6 pushes), not at a time budget: the actor acts with several
+    pushed versions, never going back, and the replay table fills. max_seconds is only the safety net."""
+    config = actor_learner.Config(collect_actors=1, max_seconds=240, max_train_steps=300, target_return=1e9,
+                                  initial_collect_steps=200, push_interval=50, train_iterations_per_call=50,
+                                  eval_episodes=2, report_interval=5)
     lines: list[str] = []
     result = actor_learner.run(config, root_dir=str(tmp_path), log=lines.append)
     assert result["server_exit_code"] == 0
-    assert result["train_steps"] > 0
+    assert result["train_steps"] >= 300, ("stopped by the safety net, not by its train steps", lines)
     assert result["version"] > 0, lines
+    seen = [v for v in result["actor_versions_seen"] if v > 0]
+    assert len(seen) >= 2, f"the actor acted with pushed versions {seen}: the scenario needs at least two"
     assert result["actor_versions_monotonic"]
     assert result["replay_items"] >= config.initial_collect_steps
     assert result["env_steps"] >= config.initial_collect_steps

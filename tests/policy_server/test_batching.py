@@ -18,7 +18,8 @@ import pytest
 from policy_client.wire import errors as client_errors
 from policy_server.config import BatchingConfig
 from tests.support.fakes import EchoBackend, echo_time_step
-from tests.support.servers import (WAIT, GatedEchoBackend, GatedFailingBackend, wait_for_queue_depth)
+from tests.support.servers import (WAIT, GatedEchoBackend, GatedFailingBackend, wait_for_queue_depth,
+                                   wait_until)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -174,7 +175,9 @@ def test_a_push_waits_for_a_split_request_so_its_answer_has_one_version(servers)
     with VariablePublisher(server.address, "echo") as publisher, \
             concurrent.futures.ThreadPoolExecutor(1) as pool:
         push = pool.submit(publisher.push, [np.float32(100)], 7)
-        time.sleep(0.2)  # the push is queued behind the batch in flight
+        scheduler = server.server.registry.get("echo").scheduler
+        wait_until(lambda: scheduler.exclusive_waiting == 1, "the push queued behind the batch in flight")
+        assert not big.done()
         gate.set()
         blocker.result(WAIT)
         result = big.result(WAIT)

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tf_agents.trajectories import time_step as ts
 
 from policy_client import PolicyClient
 from policy_client.wire import errors as client_errors
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from examples.serving_demo import start_server, stop_server
 
 pytestmark = pytest.mark.timeout(180)
@@ -112,15 +114,31 @@ def test_demo_policy_is_served_and_sigterm_exits_zero(cartpole_tf_policy):
                 assert action.dtype == np.int64 and action.shape == ()
                 assert action == local.action(cartpole_step(obs)).action
             assert client.stats()[0]["requests"] >= 8
-            # SIGTERM with the client's action stream still open.
-            started = time.monotonic()
-            code = stop_server(proc)
-            elapsed = time.monotonic() - started
+            # An ActionStream open (answered once, then idle) when SIGTERM comes: the server must end it
+            # itself (UNAVAILABLE "shutting down"), not wait out its 10 s grace period for it.
+            first = client.encode_request(cartpole_step(np.zeros(4, np.float32)))
+            more = threading.Event()
+
+            def requests():
+                yield first
+                more.wait(60)
+
+            with grpc.insecure_channel(address) as channel:
+                stream = service_grpc.PolicyServiceStub(channel).ActionStream(requests(), timeout=60)
+                assert not next(stream).HasField("error")  # the stream is open and answering
+                started = time.monotonic()
+                code = stop_server(proc)
+                elapsed = time.monotonic() - started
+                with pytest.raises(grpc.RpcError) as ended:
+                    next(stream)
+                more.set()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert code == 0
+    assert ended.value.code() == grpc.StatusCode.UNAVAILABLE and "shutting down" in ended.value.details(), \
+        "the server ended the open stream itself"
     assert elapsed < 9.0, f"SIGTERM took {elapsed:.1f}s: the open stream held the 10 s grace period"
 
 

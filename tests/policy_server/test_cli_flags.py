@@ -1,12 +1,14 @@
 """Flags of `policy-server` that only a real server shows: each starts the CLI and checks what the flag changes.
 
---no-shared-memory (and the config file's `shared_memory = false`), --max-message-mb
-and --metrics-host, against `python -m policy_server.cli` on free 127.0.0.0/8 ports.
+--no-shared-memory (and the config file's `shared_memory = false`), --max-message-mb,
+--metrics-host, --follow-reverb and --reverb-table, against `python -m policy_server.cli` on free
+127.0.0.0/8 ports.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -88,3 +90,51 @@ def test_metrics_host_is_where_the_endpoint_binds():
         assert 'tfa_policy_requests_total{code="OK",method=' in text
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+
+def _reverb_container(table_name: str, trained):
+    """A Reverb server with a ReverbVariableContainer-style table `table_name`; (server, values, train step)."""
+    import reverb  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tf_agents.experimental.distributed import reverb_variable_container as rvc  # pylint: disable=import-outside-toplevel
+    from tf_agents.train.utils import train_utils  # pylint: disable=import-outside-toplevel
+
+    train_step = train_utils.create_train_step()
+    values = {rvc.POLICY_KEY: trained.variables(), rvc.TRAIN_STEP_KEY: train_step}
+    signature = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), values)
+    table = reverb.Table(table_name, sampler=reverb.selectors.Uniform(), remover=reverb.selectors.Fifo(),
+                         rate_limiter=reverb.rate_limiters.MinSize(1), max_size=1, max_times_sampled=0,
+                         signature=signature)
+    return reverb.Server([table], port=None), values, train_step
+
+
+def test_follow_reverb_and_reverb_table_flags_load_what_a_learner_pushes():
+    """`--follow-reverb cartpole=ADDRESS --reverb-table NAME`: the demo policy follows a variable container
+    kept in a table of that name (not the default "variables"), as tf_agents' ReverbVariableContainer pushes."""
+    import reverb  # pylint: disable=import-outside-toplevel
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
+    from tf_agents.policies import py_tf_eager_policy  # pylint: disable=import-outside-toplevel
+
+    from examples import cartpole as demo_policy  # pylint: disable=import-outside-toplevel
+
+    trained = demo_policy.cartpole_q_policy(seed=6)
+    replay, values, train_step = _reverb_container("learner_weights", trained)
+    try:
+        address = f"127.0.0.1:{replay.port}"
+        with _Served(["--demo", "--follow-reverb", f"cartpole={address}", "--reverb-table", "learner_weights",
+                      "--follow-interval", "0.1"]) as served:
+            with PolicyClient(served.address, "cartpole", timeout=30) as client:
+                assert client.get_specs()[1] == 0
+                train_step.assign(33)
+                reverb.Client(address).insert([np.asarray(v) for v in tf.nest.flatten(values)],
+                                              {"learner_weights": 1.0})
+                deadline = time.monotonic() + 60
+                while client.get_specs()[1] != 33:
+                    assert time.monotonic() < deadline, "the server never loaded the pushed variables"
+                    time.sleep(0.05)
+                local = py_tf_eager_policy.PyTFEagerPolicy(trained)
+                observations = np.random.default_rng(0).uniform(-0.2, 0.2, (16, 4)).astype(np.float32)
+                remote = [int(client.action(ts.restart(o)).policy_step.action) for o in observations]
+                assert remote == [int(local.action(ts.restart(o)).action) for o in observations]
+    finally:
+        replay.stop()

@@ -14,6 +14,7 @@ source), then other clients are served and the server stops at once.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import types
 
@@ -50,10 +51,14 @@ class Raiser(py_policy.PyPolicy):
         super().__init__(ts.time_step_spec(array_spec.ArraySpec((1,), np.float32)),
                          array_spec.BoundedArraySpec((), np.int32, 0, 3))
         self.error, self.batched = error, batched
+        self.raised_on: list[str] = []  # the thread each raise happened on (the path the call took)
+        self.batch_rows: list[int] = []  # rows of each call
 
     def _action(self, time_step, policy_state):
         observation = np.asarray(time_step.observation)
+        self.batch_rows.append(len(observation) if self.batched else 1)
         if np.any(observation == RAISE_ON):
+            self.raised_on.append(threading.current_thread().name)
             raise self.error()
         action = np.ones(observation.shape[:-1], np.int32) if self.batched else np.int32(1)
         return policy_step.PolicyStep(action, (), ())
@@ -92,16 +97,20 @@ def _assert_everyone_is_served_then_stops(server: BackgroundServer, remote: Remo
 def test_a_policy_raising_anything_leaves_the_server_serving(name, inline):
     # inline_threshold 0: every batch on the inference thread; 10 s: on the event loop once one was timed.
     batching = BatchingConfig(inline_threshold=10.0 if inline else 0.0)
-    server = BackgroundServer({"p": Raiser(RAISERS[name])}, batching=batching)
+    raiser = Raiser(RAISERS[name])
+    server = BackgroundServer({"p": raiser}, batching=batching)
     try:
         remote = RemotePolicy(server.address, "p", timeout=5)
         assert remote.action(_step(0)).action == 1  # times one batch: the next ones run inline if `inline`
+        assert server.server.registry.get("p").scheduler.inline == inline, "the path under test is taken"
         with pytest.raises(Exception) as info:
             remote.get_initial_state(int(RAISE_ON))
         _assert_answered_as(info, name)
         with pytest.raises(Exception) as info:
             remote.action(_step(RAISE_ON))
         _assert_answered_as(info, name)
+        # The raise happened where the test says: on the event loop's thread, or on the inference thread.
+        assert raiser.raised_on[-1].startswith("inference") != inline, raiser.raised_on
         with pytest.raises(Exception) as info:  # the as-local path: a Python list the specs do not fit
             remote.action(ts.restart([RAISE_ON]))
         _assert_answered_as(info, name)
@@ -119,6 +128,9 @@ def test_a_batch_that_raises_fails_only_its_bad_request(name):
         remote = RemotePolicy(server.address, "p", timeout=5)
         futures = [remote.action_async(_step(v)) for v in (0, RAISE_ON, 0, 0)]
         outcomes = [f.exception(timeout=10) or f.result().action for f in futures]
+        rows = backend.policy.batch_rows if hasattr(backend, "policy") else None
+        assert rows is not None and max(rows) > 1, f"the bad request was in a batch of several: {rows}"
+        assert rows.count(1) >= 1, "then retried request by request"
         assert [o for i, o in enumerate(outcomes) if i != 1] == [1, 1, 1]
         assert isinstance(outcomes[1], RemoteError) and outcomes[1].reason == name
         _assert_everyone_is_served_then_stops(server, remote)

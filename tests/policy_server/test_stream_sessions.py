@@ -11,7 +11,7 @@ from policy_client.wire import errors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from tests.oip.conftest import rnn_policy  # noqa: F401  (the recurrent CartPole policy fixture)
 from tests.support.fakes import EchoBackend, echo_time_step
-from tests.support.servers import WAIT
+from tests.support.servers import WAIT, session_clock
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -49,6 +49,7 @@ def test_two_interleaved_sessions_act_as_the_local_recurrent_policy(servers, rnn
 
 def test_sessions_are_bounded_expire_and_name_their_fields(servers):
     server = servers.serve({"echo": EchoBackend()}, max_sessions=2, session_idle_timeout=0.5)
+    clock = session_clock(server, "echo")  # nothing expires until the test says time passed
     client = servers.client(server.address, "echo", timeout=WAIT)
     step = echo_time_step(np.ones(3, np.float32))  # a FIRST step type starts a session
     client.session_action(step, "a")
@@ -59,12 +60,11 @@ def test_sessions_are_bounded_expire_and_name_their_fields(servers):
     mid = ts.transition(np.ones(3, np.float32), np.float32(0))
     with pytest.raises(errors.FailedPreconditionError, match="session.start"):
         client.session_action(mid, "never-started")
-    import time  # pylint: disable=import-outside-toplevel
-
-    time.sleep(1.2)  # both idle past the timeout: freed
-    with pytest.raises(errors.FailedPreconditionError):
+    clock.now += 0.6  # both idle past the timeout: freed
+    with pytest.raises(errors.FailedPreconditionError, match="idle for more than 0.5 s"):
         client.session_action(mid, "a")
     client.session_action(step, "c")
+    assert server.server.registry.get("echo").sessions.counts()["expired"] == 2
     stub = servers.stub(server.address)
     request = client.encode_request(step, {"count": np.int64(0)})
     request.session.id = "d"

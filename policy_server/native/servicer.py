@@ -80,7 +80,12 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         initial = hosted.backend.local_initial_state if request.input_mode == service_pb.INPUT_MODE_AS_LOCAL \
             else hosted.backend.initial_state
         state = await hosted.scheduler.run_exclusive(lambda: initial(batch_size))
-        return service_pb.GetInitialStateResponse(state=nests.nest_to_proto(state), version=hosted.backend.version)
+        try:
+            encoded = nests.nest_to_proto(state)
+        except errors.CodecError as e:  # the policy's own output, not the request: INTERNAL, named, no traceback
+            raise errors.InternalError(f"the policy's initial state cannot be sent: {e}",
+                                       reason="UnsendableOutput") from None
+        return service_pb.GetInitialStateResponse(state=encoded, version=hosted.backend.version)
 
     @services.unary
     async def Action(self, request, context):  # noqa: N802
@@ -225,7 +230,12 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             raise errors.InvalidArgumentError.at("args", f"must be a tuple nest of the positional arguments, "
                                                          f"got a {type(args).__name__}")
         result = await hosted.scheduler.run_exclusive(lambda: hosted.backend.call_function(request.function, args))
-        return service_pb.CallFunctionResponse(result=nests.nest_to_proto(result), version=hosted.backend.version)
+        try:
+            encoded = nests.nest_to_proto(result)
+        except errors.CodecError as e:
+            raise errors.InternalError(f"the result of {request.function!r} cannot be sent: {e}",
+                                       reason="UnsendableOutput") from None
+        return service_pb.CallFunctionResponse(result=encoded, version=hosted.backend.version)
 
     def _start(self, request: Any, source: Any) -> tuple[ActionCall | services.Malformed, asyncio.Future]:
         """Admits one request read from a stream: (its call, the future of (answer, version))."""

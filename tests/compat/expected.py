@@ -23,7 +23,9 @@ from __future__ import annotations
 FAMILIES: dict[str, tuple[str, str]] = {
 }
 
-_SESSION = "not_applicable: uses PyTFPolicy's session API (session, initialize, save, restore)"
+_SESSION = ("not_applicable: assigns a tf.compat.v1.Session to the policy object, then calls its initialize, "
+            "save and restore, and runs the TF policy's variables in that session: a remote policy has no "
+            "client-side session or graph (the server's graph backend holds them)")
 
 EXPECTED: dict[str, str] = {
     # policies/batched_py_policy_test.py
@@ -37,10 +39,24 @@ EXPECTED: dict[str, str] = {
        for stub in ("test_py_tf_policy.py", "test_py_tf_policy_graph.py")
        for test in ("testSaveRestore0", "testSaveRestore1", "testSaveWrappedPolicyRestoreOuterCheckAssertConsumed")},
     "test_py_tf_policy_graph.py::PyTFPolicyTest::testRaiseValueErrorWithoutSession":
-        "not_applicable: expects the AttributeError of a PyTFPolicy that has no session",
+        "not_applicable: expects the AttributeError of a PyTFPolicy that has no session; a served one runs in "
+        "the server's session (GraphBackend opens one), as it must to answer",
+    # policies/py_epsilon_greedy_policy_test.py: the wrapper over two MagicMock policies
+    **{f"test_py_epsilon_greedy_policy.py::EpsilonGreedyPolicyTest::{test}":
+       "not_applicable: passes a MagicMock as the time step (nothing a client can send: RemotePolicy raises "
+       "NotANestError, a ValueError, TypeError and AttributeError) and asserts on the mock policies' calls"
+       for test in ("testActionAlwaysGreedy", "testActionAlwaysRandom", "testActionSelection",
+                    "testActionSelectionWithEpsilonDecay")},
+    "test_py_epsilon_greedy_policy.py::EpsilonGreedyPolicyTest::testCtorAutoRandomPolicy":
+        "not_applicable: reads the wrapper's private attribute _random_policy",
+    "test_py_epsilon_greedy_policy.py::EpsilonGreedyPolicyTest::testZeroState":
+        "not_applicable: its MagicMock policies return a MagicMock as the initial state (nothing a server can "
+        "send) and it asserts on the mocks' calls",
     # policies/random_py_policy_test.py
     "test_random_py_policy.py::RandomPyPolicyTest::testMasking":
-        "not_applicable: needs the tf.Tensor action of the masked path (self.evaluate); PyPolicies return numpy",
+        "not_applicable: calls self.evaluate on the action, which takes tensors only: locally RandomPyPolicy's "
+        "masked path returns a tf.Tensor, remotely the numpy array of its value (a documented leaf-type "
+        "difference)",
     # policies/scripted_py_policy_test.py
     **{f"test_scripted_py_policy.py::ScriptedPyPolicyTest::{test}":
        "not_applicable: passes by object identity (list == of the script's own arrays)"

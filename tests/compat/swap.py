@@ -8,14 +8,12 @@ The classes stay the same objects: only their metaclass is replaced for the
 duration of the test (and put back after), so module attributes,
 `isinstance` and subclassing are untouched.
 
-What is not swapped:
-  - anything the servers build (backends wrap policies of their own), and
-    anything built on another thread than the test's;
-  - wrappers (`WRAPPERS`: BatchedPyPolicy, EpsilonGreedyPolicy): they wrap
-    the RemotePolicies they are given, as a user's would;
-  - a policy built inside another policy's constructor: it is part of that
-    policy (EpsilonGreedyPolicy builds its own RandomPyPolicy);
-  - RemotePolicy itself.
+What is not swapped: anything the servers build (backends wrap policies of
+their own), anything built on another thread than the test's, and
+RemotePolicy itself. Everything else is, wrappers and inner policies alike: an
+EpsilonGreedyPolicy the test builds around a (swapped) policy is itself
+served, and so is the RandomPyPolicy its constructor builds, as a user who
+serves each of them would have them.
 
 How the server hosts the local policy is what a user serving it would write
 (`HOSTS`): the TF-Agents classes with a dedicated backend use it, anything
@@ -27,13 +25,12 @@ from __future__ import annotations
 import abc
 import contextlib
 import inspect
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Self
 
 import tensorflow as tf
-from tf_agents.policies import batched_py_policy, py_epsilon_greedy_policy, py_policy, py_tf_eager_policy, py_tf_policy
+from tf_agents.policies import py_policy, py_tf_eager_policy, py_tf_policy
 
 from policy_client import RemotePolicy
 from policy_server.config import ServerConfig
@@ -45,8 +42,6 @@ from policy_server.backends.saved_model import SavedModelBackend
 
 # Deadline of each call of the RemotePolicies the swap returns (seconds).
 TIMEOUT = 20.0
-
-WRAPPERS = (batched_py_policy.BatchedPyPolicy, py_epsilon_greedy_policy.EpsilonGreedyPolicy)
 
 
 def _py_tf_policy_backend(local: py_tf_policy.PyTFPolicy, arguments: dict) -> Any:
@@ -73,8 +68,7 @@ class _SwappingMeta(abc.ABCMeta):
 
     def __call__(cls, *args, **kwargs):
         swap = _active
-        if swap is None or not swap.swaps_here() or issubclass(cls, (RemotePolicy, *WRAPPERS)) \
-                or _inside_a_policy_constructor():
+        if swap is None or not swap.swaps_here() or issubclass(cls, RemotePolicy):
             return super().__call__(*args, **kwargs)
         local = super().__call__(*args, **kwargs)
         with swap.hosting():
@@ -83,16 +77,6 @@ class _SwappingMeta(abc.ABCMeta):
                 return swap.serve(local, backend_for(local))
             arguments = inspect.signature(cls.__init__).bind(local, *args, **kwargs).arguments
             return swap.serve(local, host(local, arguments))
-
-
-def _inside_a_policy_constructor() -> bool:
-    """Whether the construction happens within some PyPolicy's __init__."""
-    frame = sys._getframe(2)  # pylint: disable=protected-access
-    while frame is not None:
-        if frame.f_code.co_name == "__init__" and isinstance(frame.f_locals.get("self"), py_policy.PyPolicy):
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _policy_classes() -> list[type]:

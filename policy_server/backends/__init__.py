@@ -4,6 +4,7 @@
 - `py_policy`: any `PyPolicy`, called once per request;
 - `eager`: a `TFPolicy` or `PyTFEagerPolicy`, as a traced function;
 - `saved_model`: a `PolicySaver` SavedModel directory;
+- `functions`: a SavedModel's other functions (`get_metadata`, registered ones);
 - `graph`: a `PyTFPolicy` in graph mode, in its own session.
 
 `backend_for` picks the backend for a policy. Nothing here imports

@@ -5,5 +5,6 @@
 - `scheduler`: the batch loop that closes batches and calls the backend;
 - `latency`: tunes the batch delay to a latency target;
 - `outcomes`: what a policy's code returned or raised, carried back as a value;
-- `sessions`: server-held recurrent state, one entry per open session.
+- `sessions`: server-held recurrent state, one entry per open session;
+- `function_calls`: calls of a policy's other functions (SavedModel), batched where they take rows.
 """

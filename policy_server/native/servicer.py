@@ -12,6 +12,7 @@ from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_server import services
 from policy_server.admission import Admission, refused
+from policy_server.engine.function_calls import FunctionCalls
 from policy_server.native.messages import ActionCall, check_initial_state_rows
 from policy_server.registry import HostedPolicy, Registry
 from policy_server.weights import checkpoints
@@ -46,6 +47,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         # The answer queue of every open ActionStream (see end_streams).
         self._streams: set[asyncio.Queue] = set()
         self._streams_ended = False
+        self._function_calls: dict[str, FunctionCalls] = {}  # policy -> its function calls (CallFunction)
 
     def end_streams(self) -> None:
         """Ends every open ActionStream once the answers it owes are sent.
@@ -218,7 +220,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
     @services.unary
     async def CallFunction(self, request, context):  # noqa: N802
-        """Calls a function of the policy (see ListFunctions) between two batches."""
+        """Calls a function of the policy (see ListFunctions) between two batches, batched with concurrent
+        calls where its signature takes rows (engine.function_calls)."""
         hosted = await self.registry.wait(request.policy, context.time_remaining())
         if request.function not in hosted.backend.functions():
             known = ", ".join(sorted(hosted.backend.functions())) or "none"
@@ -229,7 +232,10 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         if not isinstance(args, tuple):
             raise errors.InvalidArgumentError.at("args", f"must be a tuple nest of the positional arguments, "
                                                          f"got a {type(args).__name__}")
-        result = await hosted.scheduler.run_exclusive(lambda: hosted.backend.call_function(request.function, args))
+        calls = self._function_calls.get(hosted.name)
+        if calls is None or calls.backend is not hosted.backend:
+            calls = self._function_calls[hosted.name] = FunctionCalls(hosted.backend, hosted.scheduler)
+        result = await calls.call(request.function, args)
         try:
             encoded = nests.nest_to_proto(result)
         except errors.CodecError as e:

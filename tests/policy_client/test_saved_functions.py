@@ -10,6 +10,9 @@ AttributeError for any other name.
 
 from __future__ import annotations
 
+import concurrent.futures
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -17,11 +20,13 @@ import tensorflow as tf
 from tf_agents.policies import policy_saver, py_tf_eager_policy
 
 import policy_client
-from policy_client import RemotePolicy
+from policy_client import PolicyClient, RemotePolicy
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_server import EagerBackend
+from policy_server.backends.base import TensorSignature
 from policy_server.backends.saved_model import SavedModelBackend
 from policy_server.server import BackgroundServer
+from tests.support.fakes import EchoBackend
 
 OBS = np.array([[0.01, 0.02, -0.03, 0.04], [0.1, -0.2, 0.05, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
 
@@ -112,3 +117,38 @@ def test_the_rpcs_list_and_refuse_clearly(saved):
             call(service_pb.CallFunctionRequest(policy="saved", function="nope"), timeout=30)
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
         assert "function: " in raised.value.details() and "get_metadata, q_values" in raised.value.details()
+
+
+class _FunctionsBackend(EchoBackend):
+    """An echo policy with two functions: "double" takes rows (signature (None, 3)), each call sleeping 50 ms;
+    "total" takes rows but answers one number for all of them (so it cannot be split)."""
+
+    def __init__(self):
+        super().__init__()
+        self.executions: list[tuple[str, int]] = []
+
+    def functions(self):
+        rows = [TensorSignature("args[0]", np.dtype(np.float32), (None, 3))]
+        return {"double": rows, "total": rows}
+
+    def call_function(self, name, args):
+        (x,) = args
+        self.executions.append((name, len(x)))
+        time.sleep(0.05)
+        return 2 * x if name == "double" else np.float32(x.sum())
+
+
+def test_concurrent_calls_of_a_row_taking_function_run_as_one_batch():
+    backend = _FunctionsBackend()
+    with BackgroundServer({"f": backend}) as server, PolicyClient(server.address, "f", timeout=30) as client:
+        inputs = [np.full((i % 3 + 1, 3), i, np.float32) for i in range(8)]
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda x: client.call_function("double", x), inputs))
+        for x, result in zip(inputs, results):
+            np.testing.assert_array_equal(result, 2 * x)  # each caller its own rows
+        doubles = [rows for name, rows in backend.executions if name == "double"]
+        assert sum(doubles) == sum(len(x) for x in inputs) and len(doubles) < len(inputs), doubles
+        # A result without the rows' leading dimension cannot be split: each call alone, and the right answer.
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            totals = list(pool.map(lambda x: client.call_function("total", x), inputs[:4]))
+        assert [float(t) for t in totals] == [float(x.sum()) for x in inputs[:4]]

@@ -14,11 +14,9 @@ import grpc
 import numpy as np
 
 from policy_client import wire
-from policy_client.transport import shm
 from policy_client.transport.channel import DEFAULT_TIMEOUT
 from policy_client.transport.connection import Router, TargetSource
-from policy_client.transport.sender import wait_to_retry
-from policy_client.wire import errors, status
+from policy_client.wire import errors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.standins import PolicySpecs
 from policy_client.wire.step_plan import AnswerPlan, RequestPlan
@@ -26,8 +24,6 @@ from policy_client.wire.step_plan import AnswerPlan, RequestPlan
 
 # The default data_plane of every client (see PolicyClient).
 DATA_PLANE_ENV = "TFA_POLICY_DATA_PLANE"
-_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
-_ABORTED = grpc.StatusCode.ABORTED.value[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +115,7 @@ class PolicyClient:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.use_plans = use_plans
         self._plans: tuple[RequestPlan, AnswerPlan] | None = None
-        self._plans_tried = False
+        self._plans_tried = self._asked_early = False
 
     @property
     def address(self) -> str:
@@ -139,11 +135,12 @@ class PolicyClient:
     def plans(self) -> tuple[RequestPlan, AnswerPlan] | None:
         return self._plans  # the fast-path plans, once known (None before, or when disabled)
 
-    def _learn_plans(self) -> None:
-        """After an answer (the server serves the policy): fetch its specs once for the fast path."""
-        if self._plans is not None or not self.use_plans or self._plans_tried:
+    def _learn_plans(self, early: bool = False) -> None:
+        """Fetches the policy's specs once for the fast path: before the first call (`early`, once; a failure
+        leaves it for later), else after an answer (the server serves the policy: one attempt, whatever happens)."""
+        if self._plans is not None or not self.use_plans or self._plans_tried or (early and self._asked_early):
             return
-        self._plans_tried = True  # one attempt, whatever happens
+        self._asked_early, self._plans_tried = True, not early
         try:
             self.set_plans(self.get_specs()[0])
         except errors.RemoteError:
@@ -232,6 +229,7 @@ class PolicyClient:
         """
         request = service_pb.ActionRequest(policy=self.policy, request_id=next(self._ids),
                                            input_mode=service_pb.INPUT_MODE_AS_LOCAL, min_version=self.min_version)
+        self._router.current.shm.fell_back("as_local")  # only gRPC carries values off the spec
         wire.write_nest(request.any_time_step, time_step, path="time_step", leaf=leaf)
         wire.write_nest(request.policy_state, policy_state, path="policy_state", leaf=leaf)
         if seed is not None:
@@ -246,12 +244,14 @@ class PolicyClient:
           RemoteError: a subclass per gRPC status (InvalidArgumentError is a
             ValueError; DeadlineExceededError a TimeoutError).
         """
+        self._learn_plans(early=True)  # so that a first call can take the slot too
         plans = self.plans()
         if plans is not None:
             outer = (batch_size,) if batch_size else ()
             leaves = plans[0].leaves(time_step, policy_state, outer)
             if leaves is not None:
                 return self.send_leaves(plans[0], leaves, batch_size=batch_size, seed=seed, answer=plans[1])
+        self._router.current.shm.fell_back("not_conforming" if plans is not None else "no_plan_yet")
         request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
         return self.send(request, plan, outer)
 
@@ -259,6 +259,11 @@ class PolicyClient:
     def data_plane(self) -> str:
         """Where conforming action requests go now: "shm" (a shared-memory slot) or "grpc"."""
         return "shm" if self._router.current.shm.active else "grpc"
+
+    @property
+    def shm_fallbacks(self) -> dict[str, int]:
+        """Calls that went over gRPC though the shared-memory plane is on, by reason (see transport.shm)."""
+        return dict(self._router.current.shm.fallbacks)
 
     def send_leaves(self, plan: RequestPlan, leaves: Sequence[np.ndarray], *, batch_size: int = 0,
                     seed: int | None = None, answer: AnswerPlan | None = None) -> ActionResult:
@@ -273,35 +278,16 @@ class PolicyClient:
 
     def _through_slot(self, leaves: Sequence[np.ndarray], rows: int, seed: int | None,
                       answer: AnswerPlan) -> ActionResult | None:
-        """The answer through the shared-memory slot; None: send it over gRPC (no slot, not accepted, ...)."""
+        """The answer through the shared-memory slot; None: send it over gRPC (the reason is counted)."""
+        plane = self._router.current.shm
         if seed is not None and self.input_mode == service_pb.INPUT_MODE_AS_LOCAL:
-            return None  # the local policy's own answer to a seed may be its exception: the server's AS_LOCAL path
-        conn = self._router.current
-        slot = conn.shm.slot(rows)
-        if slot is None:
-            return None
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                code, version, out = slot.call(leaves, rows, seed, deadline)
-            except shm.SlotBusy:
-                return None
-            except shm.SlotBroken:  # the server stopped or restarted: gRPC sends it again, and waits for it
-                conn.shm.lost(slot)
-                return None
-            except TimeoutError:
-                raise errors.DeadlineExceededError(
-                    f"no answer within {self.timeout:.1f}s from {self.address} (shared memory)") from None
-            if code == 0:
-                return ActionResult(answer.unflatten(out), version) if version >= self.min_version else None
-            if code == _UNAVAILABLE:  # not accepted (the server is stopping): over gRPC, within the deadline
-                return None
-            if code == _ABORTED:  # the policy's answers do not fit a slot: gRPC from now on
-                conn.shm.disable()
-                return None
-            error = status.from_status(out)
-            if not wait_to_retry(error, deadline):  # a full queue's refusal goes again after its hint
-                raise error
+            return plane.fell_back("seeded_as_local")  # the policy's own answer to a seed: the AS_LOCAL path
+        try:
+            done = plane.call(leaves, rows, seed, time.monotonic() + self.timeout, self.min_version)
+        except errors.DeadlineExceededError:
+            raise errors.DeadlineExceededError(
+                f"no answer within {self.timeout:.1f}s from {self.address} (shared memory)") from None
+        return None if done is None else ActionResult(answer.unflatten(done[1]), done[0])
 
     def _prepare(self, time_step: Any, policy_state: Any, batch_size: int,
                  seed: int | None) -> tuple[service_pb.ActionRequest, AnswerPlan | None, tuple[int, ...]]:

@@ -10,6 +10,7 @@ the protocol is in protos/tfa_policy_grpc/v1/shared_memory.proto.
 
 from __future__ import annotations
 
+import collections
 import logging
 import mmap
 import os
@@ -24,7 +25,8 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from policy_client.transport import ACTIONS_SENT
-from policy_client.wire import errors, shm_layout
+from policy_client.transport.sender import wait_to_retry
+from policy_client.wire import errors, shm_layout, status
 from policy_client.wire.generated import shared_memory_pb2 as shm_pb
 from policy_client.wire.generated import shared_memory_pb2_grpc as shm_grpc
 from policy_client.wire.shm_layout import SlotLayout
@@ -245,6 +247,9 @@ class SharedMemoryPath:
     """
 
     RETRY = 2.0  # seconds before asking again for a slot after none could be had
+    # Why a call took gRPC though the plane is on (counted in `fallbacks`, logged once each when forced):
+    REASONS = ("no_plan_yet", "not_conforming", "seeded_as_local", "as_local", "no_slot", "slot_busy",
+               "slot_broken", "server_stopping", "answers_too_large", "older_than_min_version")
 
     def __init__(self, channel: grpc.Channel, policy: str, mode: str, timeout: float):
         if mode not in MODES:
@@ -257,6 +262,7 @@ class SharedMemoryPath:
         self._retry_at = 0.0
         self._disabled = mode == "grpc"
         self._lock = threading.Lock()
+        self.fallbacks: collections.Counter[str] = collections.Counter()
 
     @property
     def active(self) -> bool:
@@ -290,6 +296,49 @@ class SharedMemoryPath:
             self._slot = fresh
             return fresh if rows <= fresh.layout.max_rows else None
 
+    def fell_back(self, reason: str) -> None:
+        """Counts a call that takes gRPC though this plane is on (with data_plane="shm", logs each reason once)."""
+        if self.mode == "grpc":
+            return None
+        self.fallbacks[reason] += 1
+        if self.mode == "shm" and self.fallbacks[reason] == 1:
+            logger.warning("data_plane='shm': a call went over gRPC (%s); client.shm_fallbacks counts them", reason)
+        return None
+
+    def call(self, leaves: Sequence[np.ndarray], rows: int, seed: int | None, deadline: float,
+             min_version: int = 0) -> tuple[int, list[np.ndarray]] | None:
+        """(version, answer leaves) of a conforming request through the slot; None: it takes gRPC (counted).
+
+        A full queue's refusal goes again after its retry hint while the deadline allows.
+
+        Raises:
+          DeadlineExceededError: no answer by the deadline.
+          RemoteError: the server's error for the request.
+        """
+        slot = self.slot(rows)
+        if slot is None:
+            return self.fell_back("no_slot")
+        while True:
+            try:
+                code, version, out = slot.call(leaves, rows, seed, deadline)
+            except SlotBusy:
+                return self.fell_back("slot_busy")
+            except SlotBroken:  # the server stopped or restarted: gRPC sends it again, and waits for it
+                self.lost(slot)
+                return self.fell_back("slot_broken")
+            except TimeoutError:
+                raise errors.DeadlineExceededError("no answer by the deadline (shared memory)") from None
+            if code == 0:
+                return (version, out) if version >= min_version else self.fell_back("older_than_min_version")
+            if code == _UNAVAILABLE:  # not accepted (the server is stopping): over gRPC, within the deadline
+                return self.fell_back("server_stopping")
+            if code == _ABORTED:  # the policy's answers do not fit a slot: gRPC from now on
+                self.disable()
+                return self.fell_back("answers_too_large")
+            error = status.from_status(out)
+            if not wait_to_retry(error, deadline):  # a full queue's refusal goes again after its hint
+                raise error
+
     def _none(self, why: str) -> None:
         if self.mode == "shm":
             raise errors.FailedPreconditionError(f"data_plane='shm': {why} (it needs a server on this host "
@@ -314,3 +363,5 @@ class SharedMemoryPath:
 
 
 MODES = ("auto", "shm", "grpc")
+_UNAVAILABLE = grpc.StatusCode.UNAVAILABLE.value[0]
+_ABORTED = grpc.StatusCode.ABORTED.value[0]

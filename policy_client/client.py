@@ -115,7 +115,7 @@ class PolicyClient:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self.use_plans = use_plans
         self._plans: tuple[RequestPlan, AnswerPlan] | None = None
-        self._plans_tried = self._asked_early = False
+        self._plans_tried = False
 
     @property
     def address(self) -> str:
@@ -135,12 +135,11 @@ class PolicyClient:
     def plans(self) -> tuple[RequestPlan, AnswerPlan] | None:
         return self._plans  # the fast-path plans, once known (None before, or when disabled)
 
-    def _learn_plans(self, early: bool = False) -> None:
-        """Fetches the policy's specs once for the fast path: before the first call (`early`, once; a failure
-        leaves it for later), else after an answer (the server serves the policy: one attempt, whatever happens)."""
-        if self._plans is not None or not self.use_plans or self._plans_tried or (early and self._asked_early):
+    def _learn_plans(self) -> None:
+        """After an answer (the server serves the policy): fetch its specs once for the fast path."""
+        if self._plans is not None or not self.use_plans or self._plans_tried:
             return
-        self._asked_early, self._plans_tried = True, not early
+        self._plans_tried = True  # one attempt, whatever happens
         try:
             self.set_plans(self.get_specs()[0])
         except errors.RemoteError:
@@ -244,7 +243,6 @@ class PolicyClient:
           RemoteError: a subclass per gRPC status (InvalidArgumentError is a
             ValueError; DeadlineExceededError a TimeoutError).
         """
-        self._learn_plans(early=True)  # so that a first call can take the slot too
         plans = self.plans()
         if plans is not None:
             outer = (batch_size,) if batch_size else ()

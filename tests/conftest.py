@@ -27,9 +27,10 @@ def echo_server(echo_backend):
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def cartpole_tf_policy():
-    """The demo CartPole QPolicy (64x64 MLP, fixed seed)."""
+    """The demo CartPole QPolicy (64x64 MLP, fixed seed); built per module: a module that builds Keras models
+    in a TF1 graph (test_graph_equivalence.py) invalidates the Keras models built before it in the process."""
     from examples.cartpole import cartpole_q_policy  # pylint: disable=import-outside-toplevel
 
     return cartpole_q_policy(seed=0)

@@ -23,7 +23,7 @@ def peers():
         peer.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # per module: see tests/conftest.py's cartpole_tf_policy
 def cartpole_policy():
     """The demo CartPole QPolicy with seed 5: untrained, but it pushes both ways within one episode."""
     from examples.cartpole import cartpole_q_policy  # pylint: disable=import-outside-toplevel
@@ -31,7 +31,7 @@ def cartpole_policy():
     return cartpole_q_policy(seed=5)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")  # per module: see tests/conftest.py's cartpole_tf_policy
 def rnn_policy():
     """A greedy recurrent CartPole policy (QRnnNetwork, LSTM 8) whose actions depend on its state.
 

@@ -4,7 +4,8 @@ With `data_plane="shm"` forced: 0-d arrays, numpy scalars of the spec dtype
 and batched arrays go through the slot; what the specs do not fit (Python
 floats where float32 arrays belong, another dtype) goes over gRPC, counted
 in `PolicyClient.shm_fallbacks` by reason and logged once per reason. A
-client's first call takes the slot too: it fetches the policy's plans first.
+client's first call is one too (`no_plan_yet`): the client learns the
+policy's plans from its first answer.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def test_each_input_form_takes_its_path_and_fallbacks_are_counted(servers, caplo
     client = servers.client(server.address, "echo", data_plane="shm", timeout=WAIT)
     caplog.set_level(logging.WARNING, logger="policy_client.transport.shm")
     arrays = TimeStep(np.array(0, np.int32), np.array(0, np.float32), np.array(1, np.float32), OBS)
-    assert _path(client, arrays) == "shm" and client.shm_fallbacks == {}  # the first call too
+    assert _path(client, arrays) == "grpc" and client.shm_fallbacks == {"no_plan_yet": 1}  # plans come with it
     forms = {
         "0-d arrays": (arrays, STATE, 0, "shm"),
         "numpy scalars": (TimeStep(np.int32(0), np.float32(0), np.float32(1), OBS), {"count": np.int64(0)}, 0,
@@ -57,9 +58,9 @@ def test_each_input_form_takes_its_path_and_fallbacks_are_counted(servers, caplo
             continue
         for _ in range(3):
             assert _path(client, time_step, state, rows) == path, name
-    assert client.shm_fallbacks == {"not_conforming": 2}
+    assert client.shm_fallbacks == {"no_plan_yet": 1, "not_conforming": 2}
     warnings = [r.getMessage() for r in caplog.records if "went over gRPC" in r.getMessage()]
-    assert len(warnings) == 1 and "not_conforming" in warnings[0], warnings
+    assert len(warnings) == 2 and "no_plan_yet" in warnings[0] and "not_conforming" in warnings[1], warnings
 
 
 def test_the_auto_plane_counts_without_logging(servers, caplog):
@@ -71,5 +72,5 @@ def test_the_auto_plane_counts_without_logging(servers, caplog):
         client.action(step, STATE)
     with pytest.raises(ValueError, match="time_step.reward"):  # not conforming: counted (then refused), not logged
         client.action(TimeStep(np.int32(0), 0.0, np.float32(1), OBS), STATE)
-    assert client.data_plane == "shm" and client.shm_fallbacks == {"not_conforming": 1}
+    assert client.data_plane == "shm" and client.shm_fallbacks == {"no_plan_yet": 1, "not_conforming": 1}
     assert not [r for r in caplog.records if "went over gRPC" in r.getMessage()]

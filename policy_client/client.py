@@ -133,7 +133,8 @@ class PolicyClient:
         return self._plans
 
     def plans(self) -> tuple[RequestPlan, AnswerPlan] | None:
-        return self._plans  # the fast-path plans, once known (None before, or when disabled)
+        """The fast-path plans, once known (None before, or when disabled)."""
+        return self._plans
 
     def _learn_plans(self) -> None:
         """After an answer (the server serves the policy): fetch its specs once for the fast path."""

@@ -247,9 +247,6 @@ class SharedMemoryPath:
     """
 
     RETRY = 2.0  # seconds before asking again for a slot after none could be had
-    # Why a call took gRPC though the plane is on (counted in `fallbacks`, logged once each when forced):
-    REASONS = ("no_plan_yet", "not_conforming", "seeded_as_local", "as_local", "no_slot", "slot_busy",
-               "slot_broken", "server_stopping", "answers_too_large", "older_than_min_version")
 
     def __init__(self, channel: grpc.Channel, policy: str, mode: str, timeout: float):
         if mode not in MODES:

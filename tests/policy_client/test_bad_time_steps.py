@@ -23,6 +23,7 @@ from policy_client.wire import errors
 from policy_server import EagerBackend
 from policy_server.backends.py_policy import PyPolicyBackend
 from policy_server.server import BackgroundServer
+from tests.support.same import raised
 from tests.clients.balancing import BalancingPolicy
 
 BAD = {"object": object, "mock": mock.MagicMock, "string": lambda: "abc", "none": lambda: None,
@@ -37,13 +38,6 @@ def hosted(cartpole_tf_policy):
         yield server, locals_
 
 
-def _raised(call) -> BaseException:
-    try:
-        call()
-    except BaseException as e:  # pylint: disable=broad-except  # compared below
-        return e
-    raise AssertionError("no error")
-
 
 @pytest.mark.parametrize("plane", ["grpc", "shm"])
 @pytest.mark.parametrize("policy", ["eager", "python"])
@@ -55,8 +49,8 @@ def test_bad_time_steps_raise_what_the_local_handler_catches(hosted, plane, poli
         remote.action(ts.restart(np.zeros(4, np.float32)))
         assert remote._client.data_plane == plane  # pylint: disable=protected-access
         for name, make in BAD.items():
-            local_error = _raised(lambda: local.action(make()))  # noqa: B023
-            remote_error = _raised(lambda: remote.action(make()))  # noqa: B023
+            local_error = raised(lambda: local.action(make()))  # noqa: B023
+            remote_error = raised(lambda: remote.action(make()))  # noqa: B023
             assert not isinstance(remote_error, RecursionError), (name, remote_error)
             if name == "mock" and not isinstance(local_error, (ValueError, TypeError, AttributeError)):
                 # The local policy computed with the mock's made-up attributes (BalancingPolicy indexes

@@ -20,7 +20,7 @@ from policy_client import RemotePolicy
 from policy_server.backends.saved_model import SavedModelBackend
 from policy_server.server import BackgroundServer
 from tests.support import equivalence_matrix_cases as cases
-from tests.support.same import assert_same
+from tests.support.same import assert_same, raised
 
 TF_CASES = [c for c in cases.CASES if not c.py]
 # Cases PolicySaver refuses locally (case -> text of the error it raises); none here so far.
@@ -78,8 +78,8 @@ def test_the_saved_model_backend_answers_as_the_local_saved_model_policy(case, t
         local = locals_[False]
         time_step = next(cases.time_step_stream(local.time_step_spec, None, 0, 1))
         state = _states(local, remote, None)
-        local_error = _raised(lambda: local.action(time_step, state[0], seed=1))
-        remote_error = _raised(lambda: remote.action(time_step, state[1], seed=1))
+        local_error = raised(lambda: local.action(time_step, state[0], seed=1))
+        remote_error = raised(lambda: remote.action(time_step, state[1], seed=1))
         assert isinstance(remote_error, type(local_error)), (type(local_error), type(remote_error))
 
 
@@ -113,10 +113,3 @@ def test_the_one_difference_occurs_a_saved_named_tuple_is_another_class_of_the_s
     assert type(got).__name__ == type(expected).__name__ == "PolicyInfo" and got._fields == expected._fields
     np.testing.assert_array_equal(got.predicted_rewards_mean, expected.predicted_rewards_mean)
 
-
-def _raised(call) -> BaseException:
-    try:
-        call()
-    except Exception as e:  # pylint: disable=broad-except
-        return e
-    raise AssertionError("no error")

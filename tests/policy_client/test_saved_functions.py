@@ -26,6 +26,7 @@ from policy_server import EagerBackend
 from policy_server.backends.base import TensorSignature
 from policy_server.backends.saved_model import SavedModelBackend
 from policy_server.server import BackgroundServer
+from tests.support.same import raised
 from tests.support.fakes import EchoBackend
 
 OBS = np.array([[0.01, 0.02, -0.03, 0.04], [0.1, -0.2, 0.05, 0.0], [0.0, 0.0, 0.0, 0.0]], np.float32)
@@ -47,13 +48,6 @@ def saved(tmp_path_factory, cartpole_tf_policy):
         yield path, local, server
 
 
-def _error(call) -> BaseException:
-    try:
-        call()
-    except Exception as e:  # pylint: disable=broad-except
-        return e
-    raise AssertionError("no error")
-
 
 @pytest.mark.parametrize("plane", ["grpc", "shm"])
 def test_metadata_and_registered_functions_as_the_local_saved_model_policy(saved, plane):
@@ -71,10 +65,10 @@ def test_metadata_and_registered_functions_as_the_local_saved_model_policy(saved
         assert remote.q_values.input_signature == [("args[0]", np.dtype(np.float32), (None, 4))]
         # What the saved signature refuses, refused alike.
         wrong = np.zeros((2, 5), np.float32)
-        local_error, remote_error = _error(lambda: local.q_values(wrong)), _error(lambda: remote.q_values(wrong))
+        local_error, remote_error = raised(lambda: local.q_values(wrong)), raised(lambda: remote.q_values(wrong))
         assert isinstance(remote_error, type(local_error)), (type(local_error), type(remote_error))
         # Anything else is the local AttributeError.
-        assert isinstance(_error(lambda: local.no_such_function), AttributeError)
+        assert isinstance(raised(lambda: local.no_such_function), AttributeError)
         with pytest.raises(AttributeError, match="no_such_function"):
             remote.no_such_function  # noqa: B018  # pylint: disable=pointless-statement
         assert not hasattr(remote, "no_such_function") and not hasattr(remote, "_private_name")
@@ -96,8 +90,8 @@ def test_other_backends_have_no_functions_as_locally(saved, cartpole_tf_policy):
     local = py_tf_eager_policy.PyTFEagerPolicy(cartpole_tf_policy)
     with RemotePolicy(server.address, "eager", timeout=30) as remote:
         for name in ("get_metadata", "q_values"):
-            assert isinstance(_error(lambda: getattr(local, name)()), AttributeError)  # noqa: B023
-            assert isinstance(_error(lambda: getattr(remote, name)()), AttributeError)  # noqa: B023
+            assert isinstance(raised(lambda: getattr(local, name)()), AttributeError)  # noqa: B023
+            assert isinstance(raised(lambda: getattr(remote, name)()), AttributeError)  # noqa: B023
 
 
 def test_the_rpcs_list_and_refuse_clearly(saved):

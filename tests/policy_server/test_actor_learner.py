@@ -24,6 +24,7 @@ from policy_server.server import BackgroundServer
 from policy_server.backends.eager import EagerBackend
 from policy_server.backends.saved_model import SavedModelBackend
 from tests.support.fakes import EchoBackend, echo_time_step
+from tests.support.reverb_tables import variable_container
 
 OBSERVATIONS = np.random.default_rng(0).uniform(-0.3, 0.3, size=(20, 4)).astype(np.float32)
 
@@ -120,13 +121,7 @@ def test_follows_a_reverb_variable_container():
     from tf_agents.experimental.distributed import reverb_variable_container as rvc  # pylint: disable=import-outside-toplevel
 
     trained = demo_policy.cartpole_q_policy(seed=6)
-    train_step = train_utils.create_train_step()
-    values = {rvc.POLICY_KEY: trained.variables(), rvc.TRAIN_STEP_KEY: train_step}
-    signature = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), values)
-    table = reverb.Table(rvc.DEFAULT_TABLE, sampler=reverb.selectors.Uniform(), remover=reverb.selectors.Fifo(),
-                         rate_limiter=reverb.rate_limiters.MinSize(1), max_size=1, max_times_sampled=0,
-                         signature=signature)
-    replay = reverb.Server([table], port=None)
+    replay, values, train_step = variable_container(trained)
     try:
         cartpole = PolicyConfig("cartpole", EagerBackend(demo_policy.cartpole_q_policy(seed=0)),
                                 follow_reverb=f"127.0.0.1:{replay.port}")

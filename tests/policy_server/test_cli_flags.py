@@ -19,6 +19,7 @@ from tf_agents.trajectories import time_step as ts
 from examples.serving_demo import start_server, stop_server
 from policy_client import PolicyClient
 from policy_client.wire import errors
+from tests.support.reverb_tables import variable_container
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -92,22 +93,6 @@ def test_metrics_host_is_where_the_endpoint_binds():
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
 
 
-def _reverb_container(table_name: str, trained):
-    """A Reverb server with a ReverbVariableContainer-style table `table_name`; (server, values, train step)."""
-    import reverb  # pylint: disable=import-outside-toplevel
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-    from tf_agents.experimental.distributed import reverb_variable_container as rvc  # pylint: disable=import-outside-toplevel
-    from tf_agents.train.utils import train_utils  # pylint: disable=import-outside-toplevel
-
-    train_step = train_utils.create_train_step()
-    values = {rvc.POLICY_KEY: trained.variables(), rvc.TRAIN_STEP_KEY: train_step}
-    signature = tf.nest.map_structure(lambda v: tf.TensorSpec(v.shape, v.dtype), values)
-    table = reverb.Table(table_name, sampler=reverb.selectors.Uniform(), remover=reverb.selectors.Fifo(),
-                         rate_limiter=reverb.rate_limiters.MinSize(1), max_size=1, max_times_sampled=0,
-                         signature=signature)
-    return reverb.Server([table], port=None), values, train_step
-
-
 def test_follow_reverb_and_reverb_table_flags_load_what_a_learner_pushes():
     """`--follow-reverb cartpole=ADDRESS --reverb-table NAME`: the demo policy follows a variable container
     kept in a table of that name (not the default "variables"), as tf_agents' ReverbVariableContainer pushes."""
@@ -118,7 +103,7 @@ def test_follow_reverb_and_reverb_table_flags_load_what_a_learner_pushes():
     from examples import cartpole as demo_policy  # pylint: disable=import-outside-toplevel
 
     trained = demo_policy.cartpole_q_policy(seed=6)
-    replay, values, train_step = _reverb_container("learner_weights", trained)
+    replay, values, train_step = variable_container(trained, "learner_weights")
     try:
         address = f"127.0.0.1:{replay.port}"
         with _Served(["--demo", "--follow-reverb", f"cartpole={address}", "--reverb-table", "learner_weights",

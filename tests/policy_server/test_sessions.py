@@ -8,14 +8,7 @@ import pytest
 
 from policy_client.wire import errors
 from policy_server.engine.sessions import SessionTable
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.servers import Clock
 
 
 async def initial() -> int:

@@ -85,3 +85,12 @@ def _largest_difference(a: np.ndarray, b: np.ndarray) -> Any:
         return np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))
     except (TypeError, ValueError):
         return "(not numbers)"
+
+
+def raised(call) -> BaseException:
+    """The exception `call()` raises (an AssertionError if it raises none): to compare local and remote errors."""
+    try:
+        call()
+    except Exception as e:  # pylint: disable=broad-except  # the caller compares it
+        return e
+    raise AssertionError("no error")

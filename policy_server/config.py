@@ -165,6 +165,14 @@ class ServerConfig:
       reflection: offer gRPC server reflection (what grpcurl and similar
         tools use to list services and read their schemas without the
         .proto files); False: reflection requests get UNIMPLEMENTED.
+      stream_acks: "optional": an ActionStream whose client acknowledges
+        (ActionRequest.answers_read) runs at most 16 answers ahead of what it
+        read, and one whose client does not is held back by HTTP/2 flow
+        control (the client's receive window, megabytes of small answers).
+        "required": every ActionStream request must acknowledge, else it is
+        answered FAILED_PRECONDITION uncomputed, so no client gets work past
+        16 unread answers (for servers facing clients you do not control;
+        clients of the first v1 protos then need the unary Action call).
       policies: the settings of each policy (a PolicyConfig per name; a
         policy without one takes the defaults above).
     """
@@ -184,6 +192,7 @@ class ServerConfig:
     session_idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     reuse_port: bool = False
     reflection: bool = True
+    stream_acks: str = "optional"
     policies: Sequence[PolicyConfig] = ()
 
     def __post_init__(self) -> None:
@@ -199,6 +208,8 @@ class ServerConfig:
             raise ValueError(f"max_sessions must be >= 1, got {self.max_sessions}")
         if self.session_idle_timeout <= 0:
             raise ValueError(f"session_idle_timeout must be > 0, got {self.session_idle_timeout}")
+        if self.stream_acks not in ("optional", "required"):
+            raise ValueError(f"stream_acks must be 'optional' or 'required', got {self.stream_acks!r}")
         policies = tuple(self.policies)
         names = [p.name for p in policies]
         twice = sorted({n for n in names if names.count(n) > 1})

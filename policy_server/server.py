@@ -118,7 +118,8 @@ class PolicyServer:
         if self.metrics is not None:  # first: it also counts the calls the token check refuses
             interceptors.insert(0, self.metrics.interceptor())
         self._server = grpc.aio.server(options=self._options, interceptors=interceptors)
-        self._servicer = PolicyServicer(self.registry, self.admission, max_message_bytes=self.config.max_message_bytes)
+        self._servicer = PolicyServicer(self.registry, self.admission, max_message_bytes=self.config.max_message_bytes,
+                                        stream_acks_required=self.config.stream_acks == "required")
         limit = self.config.max_message_bytes
         services.add_to_server(self._servicer, self._server, max_message_bytes=limit)
         names = [SERVICE_NAME, oip.add_to_server(self._server, self.registry, self.admission, max_message_bytes=limit)]

@@ -36,10 +36,15 @@ from policy_client.wire.tensors import (MAX_FIXED_STRING_BYTES, MAX_RANK, array_
 SERVICE_NAME = policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name
 # The largest message either side sends or accepts unless told otherwise (server: --max-message-mb).
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# ActionStream's flow control (ActionRequest.answers_read): a server computes at most STREAM_CAP answers ahead of
+# what the client acknowledged, and says so in the stream's initial metadata (STREAM_CAP_KEY; a server without it
+# counts no acknowledgements); a client keeps at most STREAM_CAP requests of a stream unanswered.
+STREAM_CAP = 16
+STREAM_CAP_KEY = "tfa-stream-cap"
 
 __all__ = [
     "ArraySpec", "BoundedArraySpec", "CodecError", "DEFAULT_MAX_MESSAGE_BYTES", "FieldError", "MAX_FIXED_STRING_BYTES", "MAX_NEST_DEPTH",
-    "MAX_RANK", "PolicyGrpcError", "PolicySpecs", "NAMED_TYPES", "RemoteError", "SERVICE_NAME", "SpecMismatchError",
+    "MAX_RANK", "PolicyGrpcError", "PolicySpecs", "NAMED_TYPES", "RemoteError", "SERVICE_NAME", "STREAM_CAP", "STREAM_CAP_KEY", "SpecMismatchError",
     "NamedTupleTypes", "array_from_proto", "array_to_proto", "check_nest", "dtype_from_proto", "dtype_to_proto",
     "errors", "is_spec", "nest_from_proto", "nest_to_proto", "parse_message", "policy_service_pb2",
     "policy_service_pb2_grpc", "policy_specs_from_proto", "policy_specs_to_proto", "policy_step_from_proto",

@@ -123,6 +123,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--shared-memory", action=argparse.BooleanOptionalAction, default=True,
                         help="offer actors on this host a shared-memory data plane (negotiated by the clients; "
                              "default: on)")
+    parser.add_argument("--stream-acks", choices=("optional", "required"), default="optional",
+                        help="'required': every ActionStream request must carry answers_read (the answers its "
+                             "client has read), else it is answered FAILED_PRECONDITION uncomputed, so that a "
+                             "client that stops reading gets no work past 16 unread answers; 'optional' also "
+                             "serves clients that do not acknowledge (the first v1 protos), held back by HTTP/2 "
+                             "flow control alone (default: %(default)s)")
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve Prometheus metrics on http://METRICS_HOST:PORT/metrics (0 picks a free "
                              "port); default: no metrics")
@@ -308,7 +314,7 @@ def server_config(args: argparse.Namespace, secured: tuple[Any, security.TokenAu
                             metrics_port=args.metrics_port, metrics_host=args.metrics_host,
                             max_sessions=args.max_sessions, session_idle_timeout=args.session_idle_timeout,
                             shared_memory=args.shared_memory, reuse_port=args.worker_index is not None,
-                            reflection=args.reflection, policies=policy_configs(args, batching))
+                            reflection=args.reflection, stream_acks=args.stream_acks, policies=policy_configs(args, batching))
     except ValueError as e:
         raise SystemExit(f"policy-server: {e}") from None
 

@@ -48,7 +48,7 @@ SERVER_KEYS: dict[str, tuple[Any, bool]] = {
     "metrics_port": (int, False), "metrics_host": (str, False), "log_level": (str, False),
     "log_format": (str, False), "demo": (bool, False), "max_sessions": (int, False),
     "session_idle_timeout": (float, False), "shared_memory": (bool, False), "workers": (int, False),
-    "reflection": (bool, False),
+    "reflection": (bool, False), "stream_acks": (str, False),
 }
 SECURITY_KEYS = {"tls_cert": (str, True), "tls_key": (str, True), "tls_client_ca": (str, True),
                  "tokens_file": (str, True)}

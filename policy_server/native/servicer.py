@@ -7,12 +7,13 @@ import asyncio
 import logging
 from typing import Any, AsyncIterator
 
-from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, errors, nests, status, steps, tensors
+from policy_client.wire import DEFAULT_MAX_MESSAGE_BYTES, STREAM_CAP, STREAM_CAP_KEY, errors, nests, status, steps, tensors
 from policy_client.wire.generated import policy_service_pb2 as service_pb
 from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
 from policy_server import services
 from policy_server.admission import Admission, refused
 from policy_server.engine.function_calls import FunctionCalls
+from policy_server.native import acks
 from policy_server.native.messages import ActionCall, check_initial_state_rows
 from policy_server.registry import HostedPolicy, Registry
 from policy_server.weights import checkpoints
@@ -22,8 +23,8 @@ from policy_server.weights.swapper import WeightUpdate
 logger = logging.getLogger(__name__)
 
 _END_STREAM = object()  # queued by end_streams: the stream ends after the answers before it
-# Requests of one ActionStream read and not yet answered (TorchRL's max_inflight_per_env).
-MAX_INFLIGHT_PER_STREAM = 16
+# Answers one ActionStream may run ahead of its client (acks.StreamCredit; TorchRL's max_inflight_per_env).
+MAX_INFLIGHT_PER_STREAM = STREAM_CAP
 
 
 class PolicyServicer(service_grpc.PolicyServiceServicer):
@@ -35,15 +36,18 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
       max_inflight_per_stream: see ActionStream.
       max_message_bytes: the server's message size limit (ServerConfig's):
         GetInitialState builds no state that could not be sent.
+      stream_acks_required: ActionStream requests without answers_read are
+        answered FAILED_PRECONDITION, uncomputed (ServerConfig.stream_acks).
     """
 
     def __init__(self, registry: Registry, admission: Admission,
                  max_inflight_per_stream: int = MAX_INFLIGHT_PER_STREAM,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES):
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, stream_acks_required: bool = False):
         self.registry = registry
         self.admission = admission
         self.max_inflight_per_stream = max_inflight_per_stream
         self.max_message_bytes = max_message_bytes
+        self.stream_acks_required = stream_acks_required
         # The answer queue of every open ActionStream (see end_streams).
         self._streams: set[asyncio.Queue] = set()
         self._streams_ended = False
@@ -100,22 +104,37 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
     async def ActionStream(self, request_iterator, context) -> AsyncIterator[Any]:  # noqa: N802
         """Answers each request of the stream once, in request order.
 
-        At most max_inflight_per_stream requests of one stream are read and not
-        yet answered: a client that writes without reading its answers stops
-        being read (HTTP/2 flow control holds it back), so it cannot take
-        more than its share of the server or grow its memory.
+        A stream runs at most max_inflight_per_stream answers ahead of its
+        client (acks.StreamCredit): of a client that acknowledges
+        (answers_read), answers it has not read; of one that does not, answers
+        not yet taken by gRPC, so HTTP/2 flow control holds back a client that
+        does not read. Either way it cannot take more than its share of the
+        server or grow its memory.
         """
         answers: asyncio.Queue = asyncio.Queue()
-        slots = asyncio.Semaphore(self.max_inflight_per_stream)
+        credit = acks.StreamCredit(self.max_inflight_per_stream)
         source = object()  # the scheduler shares batches fairly between streams
+
+        def start_what_may() -> None:
+            for request in credit.take_startable():
+                answers.put_nowait(self._start(request, source))
 
         async def read() -> None:
             requests = request_iterator.__aiter__()
             try:
                 while True:
-                    await slots.acquire()
+                    await credit.wait_to_read()
                     request = await requests.__anext__()
-                    answers.put_nowait(self._start(request, source))
+                    if not isinstance(request, services.Malformed):
+                        if request.HasField("answers_read"):
+                            credit.acknowledge(request.answers_read)
+                            if acks.ack_only(request):
+                                start_what_may()
+                                continue
+                        if self.stream_acks_required and not request.HasField("answers_read"):
+                            request = acks.Unacknowledged(request.request_id)
+                    credit.pending.append(request)
+                    start_what_may()
             except StopAsyncIteration:
                 pass
             finally:
@@ -123,28 +142,30 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
 
         if self._streams_ended:
             await status.abort(context, errors.UnavailableError("the server is shutting down"))
+        await context.send_initial_metadata(((STREAM_CAP_KEY, str(credit.cap)),))
         reader = asyncio.ensure_future(read())
         self._streams.add(answers)
         try:
             while (item := await answers.get()) is not None:
                 if item is not _END_STREAM:
                     yield await _stream_answer(*item)
-                    slots.release()
+                    credit.wrote()
+                    start_what_may()
                     continue
                 reader.cancel()
                 await asyncio.gather(reader, return_exceptions=True)
-                # What was read after the schedulers closed is answered UNAVAILABLE.
-                while not answers.empty() and (item := answers.get_nowait()) is not None:
-                    if item is not _END_STREAM:
-                        yield await _stream_answer(*item)
+                # What was read after the schedulers closed is answered UNAVAILABLE, and what waited to start too.
+                owed = [item for item in _drain(answers) if item is not _END_STREAM]
+                owed += [self._start(request, source) for request in credit.take_all()]
+                for item in owed:
+                    yield await _stream_answer(*item)
                 await status.abort(context, errors.UnavailableError("the server is shutting down"))
         finally:
             self._streams.discard(answers)
             reader.cancel()
             # The client went away: answers it will never read are dropped, their
             # errors too (else asyncio reports each one as never retrieved).
-            while not answers.empty():
-                item = answers.get_nowait()
+            for item in _drain(answers):
                 if isinstance(item, tuple):
                     item[1].add_done_callback(_drop_outcome)
 
@@ -262,6 +283,15 @@ async def _stream_answer(call: ActionCall | services.Malformed, future: asyncio.
             logger.exception("unexpected error answering request %d", request_id)
         return service_pb.ActionResponse(request_id=request_id,
                                          error=status.to_status(e, status.MAX_STREAM_MESSAGE_CHARS))
+
+
+def _drain(answers: asyncio.Queue) -> list[Any]:
+    """What the answer queue holds now, without its end marker (None)."""
+    items = []
+    while not answers.empty():
+        if (item := answers.get_nowait()) is not None:
+            items.append(item)
+    return items
 
 
 def _drop_outcome(future: asyncio.Future) -> None:

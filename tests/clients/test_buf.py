@@ -159,7 +159,7 @@ def test_the_readme_gives_the_refresh_command():
     (SERVICE, "optional int64 seed = 5;", "int64 seed = 5;", "changed cardinality"),
     (STATUS, "int32 code = 1;", "int64 code = 1;", 'changed type from "int32" to "int64"'),  # vendored, on the wire
     (SHARED_MEMORY, "uint32 max_rows = 2;", "uint64 max_rows = 2;", 'changed type from "uint32" to "uint64"'),
-    (SERVICE, "Session session = 10;", "Session session = 11;", 'field "10" with name "session"'),
+    (SERVICE, "Session session = 10;", "Session session = 99;", 'field "10" with name "session"'),
     (OIP, "  rpc ModelInfer(ModelInferRequest) returns (ModelInferResponse) {}\n", "",
      '"ModelInfer" on service "GRPCInferenceService"'),  # vendored: OIP clients generate code from it
 ], ids=["renumbered-field", "field-type", "renamed-field", "renumbered-enum-value", "removed-rpc",

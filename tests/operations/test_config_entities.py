@@ -24,7 +24,7 @@ SERVER_FIELDS = {
     "follow_interval": "[server] follow_interval", "metrics_port": "[server] metrics_port",
     "metrics_host": "[server] metrics_host", "shared_memory": "[server] shared_memory",
     "max_sessions": "[server] max_sessions", "session_idle_timeout": "[server] session_idle_timeout",
-    "reflection": "[server] reflection", "policies": "[policies.NAME]",
+    "reflection": "[server] reflection", "stream_acks": "[server] stream_acks", "policies": "[policies.NAME]",
 }
 # Fields no file sets, and why.
 NOT_IN_FILE = {

@@ -1,7 +1,7 @@
 """Flags of `policy-server` that only a real server shows: each starts the CLI and checks what the flag changes.
 
 --no-shared-memory (and the config file's `shared_memory = false`), --max-message-mb,
---metrics-host, --follow-reverb and --reverb-table, against `python -m policy_server.cli` on free
+--metrics-host, --stream-acks (and `stream_acks`), --follow-reverb and --reverb-table, against `python -m policy_server.cli` on free
 127.0.0.0/8 ports.
 """
 
@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 
+import grpc
 import numpy as np
 import pytest
 from tf_agents.trajectories import time_step as ts
@@ -19,6 +20,8 @@ from tf_agents.trajectories import time_step as ts
 from examples.serving_demo import start_server, stop_server
 from policy_client import PolicyClient
 from policy_client.wire import errors
+from policy_client.wire.generated import policy_service_pb2_grpc as service_grpc
+from tests.reliability.clients import echo_request
 from tests.support.reverb_tables import variable_container
 
 pytestmark = pytest.mark.timeout(240)
@@ -91,6 +94,32 @@ def test_metrics_host_is_where_the_endpoint_binds():
         assert 'tfa_policy_requests_total{code="OK",method=' in text
         with pytest.raises(urllib.error.URLError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+
+def _raw_stream_answer(address: str, acknowledging: bool):
+    """The answer to one raw ActionStream request, with answers_read set or not."""
+    request = echo_request("echo", np.ones(3, np.float32), stateful=True, request_id=7)
+    if acknowledging:
+        request.answers_read = 0
+    with grpc.insecure_channel(address) as channel:
+        call = service_grpc.PolicyServiceStub(channel).ActionStream(iter([request]), timeout=30, wait_for_ready=True)
+        (answer,) = list(call)
+    return answer
+
+
+def test_stream_acks_required_refuses_stream_requests_without_answers_read(tmp_path):
+    with _Served([*ECHO, "--stream-acks", "required"]) as served:
+        assert "StreamAcksRequired" in str(_raw_stream_answer(served.address, acknowledging=False).error)
+        assert not _raw_stream_answer(served.address, acknowledging=True).HasField("error")
+        with PolicyClient(served.address, "echo", timeout=30, transport="stream", data_plane="grpc") as client:
+            client.action(ts.restart(np.ones(3, np.float32)), STATE)  # the client acknowledges: served
+    with _Served(ECHO) as served:  # the default serves clients that do not acknowledge
+        assert not _raw_stream_answer(served.address, acknowledging=False).HasField("error")
+    config = tmp_path / "server.toml"
+    config.write_text('[server]\nstream_acks = "required"\n\n'
+                      '[policies.echo]\nfactory = "tests.support.fakes:EchoBackend"\n')
+    with _Served(["--config", str(config)]) as served:
+        assert "StreamAcksRequired" in str(_raw_stream_answer(served.address, acknowledging=False).error)
 
 
 def test_follow_reverb_and_reverb_table_flags_load_what_a_learner_pushes():

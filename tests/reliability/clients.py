@@ -7,7 +7,8 @@ opens STREAMS action streams to the "echo" policy (stateless or not, see
 request on each and reads its answer, then keeps them open and idle. With
 --non-reader it also opens one stream that writes large requests as fast as
 it can and never reads an answer (with --small: one-row requests, without
-end, whose small answers fill the client's HTTP/2 window much later). It prints "ready STREAMS" once every
+end, whose small answers fill the client's HTTP/2 window much later; with --acks
+its requests say it read no answer, as a client that acknowledges and stops reading). It prints "ready STREAMS" once every
 stream has had its answer, and exits by itself after SECONDS.
 """
 
@@ -71,6 +72,8 @@ def idle(args: argparse.Namespace) -> int:
         channels.append(channel)
         if args.small:  # one-row requests, as many as gRPC takes (a CartPole-sized answer is ~150 bytes)
             message, count = echo_request(args.policy, np.zeros(3, np.float32), stateful=args.stateful), 10**9
+            if args.acks:
+                message.answers_read = 0
         else:
             rows = NON_READER_ROWS
             message = echo_request(args.policy, np.zeros((rows, 3), np.float32), rows, stateful=args.stateful)
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stateful", action="store_true")
     p.add_argument("--non-reader", action="store_true")
     p.add_argument("--small", action="store_true", help="the non-reader writes one-row requests without end")
+    p.add_argument("--acks", action="store_true", help="the small non-reader's requests carry answers_read = 0")
     args = parser.parse_args(argv)
     return idle(args)
 

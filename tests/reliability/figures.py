@@ -37,6 +37,11 @@ def _small_non_reader_ratio(results: dict) -> Any:
     return None if not burst or not before else burst / before
 
 
+def _acking_non_reader_ratio(results: dict) -> Any:
+    capped, before = _get(results, "idle", "acking_capped_p50_ms"), _get(results, "idle", "before_p50_ms")
+    return None if not capped or not before else capped / before
+
+
 TARGETS: list[Target] = [
     ("fuzz: messages sent (every RPC)", lambda r: _get(r, "fuzz", "messages"), ">=", 100_000),
     ("fuzz: server crashes", lambda r: _get(r, "fuzz", "crashes"), "==", 0),
@@ -54,6 +59,11 @@ TARGETS: list[Target] = [
     ("{idle_streams} idle streams + a non-reader: others' p50 during / before",
      lambda r: _get(r, "idle", "p50_ratio"), "<=", 1.5),
     ("a 1-row non-reader while it is served: others' p50 / p50 before", _small_non_reader_ratio, "<=", 1.2),
+    ("a 1-row non-reader that acknowledges: requests computed for it",
+     lambda r: _get(r, "idle", "acking_non_reader", "requests_computed"), "<=", 16),
+    ("the same: others' p50 while it is capped / p50 before", _acking_non_reader_ratio, "<=", 1.2),
+    ("a 1-row non-reader without acknowledgements, --stream-acks=required: requests computed",
+     lambda r: _get(r, "idle", "non_reader_acks_required", "requests_computed"), "==", 0),
     ("{big_rows:,}-row request: other actors' p99 meanwhile (ms)",
      lambda r: _get(r, "large", "target", "others_p99_ms"), "<=", 50.0),
 ]
@@ -185,6 +195,16 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
             add("idle streams", "others p50 / p99 while it was computed, then once capped (ms)",
                 f"{_num(i.get('small_burst_p50_ms'))} / {_num(i.get('small_burst_p99_ms'))}, "
                 f"{_num(i.get('small_capped_p50_ms'))} / {_num(i.get('small_capped_p99_ms'))}")
+        acking = i.get("acking_non_reader") or {}
+        if acking:
+            add("idle streams", "1-row non-reader that acknowledges (answers_read = 0): requests computed; after",
+                f"{acking['requests_computed']:,}; {acking['requests_computed_after_that']}")
+            add("idle streams", "others p50 / p99 while it is capped (ms)",
+                f"{_num(i.get('acking_capped_p50_ms'))} / {_num(i.get('acking_capped_p99_ms'))}")
+        required = i.get("non_reader_acks_required") or {}
+        if required:
+            add("idle streams", "1-row non-reader without acknowledgements, --stream-acks=required: requests computed",
+                required["requests_computed"])
         add("idle streams", "server RSS before / during (peak) / after (MB)",
             f"{i['rss_before_mb']:.0f} / {i['rss_during_peak_mb']:.0f} / {i['rss_after_mb']:.0f}")
     return out

@@ -107,6 +107,24 @@ def _as_local(rpc: str, data: bytes) -> bool:
     return request.input_mode == service_pb.INPUT_MODE_AS_LOCAL or request.HasField("any_time_step")
 
 
+def _without_acks(data: bytes) -> bytes:
+    """A stream message as a client that does not acknowledge sends it (any answers_read a mutation made, cleared).
+
+    This sender writes a whole batch before reading, which a client that
+    acknowledges must not do (docs/protocol.md, flow control): its stream
+    would stop at 16 answers, as it should. tests/policy_server/test_stream_acks.py
+    covers acknowledgements.
+    """
+    try:
+        request = service_pb.ActionRequest.FromString(data)
+    except Exception:  # pylint: disable=broad-except
+        return data
+    if not request.HasField("answers_read"):
+        return data
+    request.ClearField("answers_read")
+    return request.SerializeToString()
+
+
 def _parses(message_type: Any, data: bytes, field: str) -> Any:
     try:
         return getattr(message_type.FromString(data), field)
@@ -159,6 +177,7 @@ class Sender:
                            hang=code == "DEADLINE_EXCEEDED", count=count)
 
     def _stream(self, messages: list[bytes]) -> None:
+        messages = [_without_acks(m) for m in messages]
         call = self.channel.stream_stream(SERVICE + "ActionStream",
                                           response_deserializer=service_pb.ActionResponse.FromString)
         answers = 0

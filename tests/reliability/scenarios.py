@@ -436,11 +436,14 @@ def idle_streams(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dic
         time.sleep(plan.window)
         after = (t, time.monotonic())
         small = _small_non_reader(server, stats, plan)
+        acking = _small_non_reader(server, stats, plan, acks=True)
         stats.close()
+        refused = _non_reader_where_acks_are_required(plan)
         tally = actors.finish()
         lat = {name: tally.latencies_between(*span) for name, span in
                (("before", before), ("during", during), ("after", after), ("small_burst", small.pop("burst")),
-                ("small_capped", small.pop("capped")))}
+                ("small_capped", small.pop("capped")), ("acking_burst", acking.pop("burst")),
+                ("acking_capped", acking.pop("capped")))}
         return {"idle_streams": plan.idle_streams,
                 **{f"{name}_p50_ms": percentile_ms(v, 50) for name, v in lat.items()},
                 **{f"{name}_p99_ms": percentile_ms(v, 99) for name, v in lat.items()},
@@ -448,7 +451,7 @@ def idle_streams(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dic
                 "p50_ratio": percentile_ms(lat["during"], 50) / percentile_ms(lat["before"], 50),
                 "non_reader_requests_read": read_after - plan.idle_streams,
                 "non_reader_requests_read_during_window": read_after - read_then,
-                "small_non_reader": small,
+                "small_non_reader": small, "acking_non_reader": acking, "non_reader_acks_required": refused,
                 "others": _tally_figures(tally), "server_threads": threads,
                 "rss_before_mb": round(rss_before / MB, 1), "rss_during_peak_mb": round(rss_peak / MB, 1),
                 "rss_after_mb": round(server.rss() / MB, 1), "server_alive": server.alive}
@@ -460,17 +463,19 @@ def idle_streams(plan: Plan = Plan(), log: Callable[[str], None] = print) -> dic
         server.close()
 
 
-def _small_non_reader(server: ServerProcess, stats: PolicyClient, plan: Plan) -> dict[str, Any]:
+def _small_non_reader(server: ServerProcess, stats: PolicyClient, plan: Plan, acks: bool = False) -> dict[str, Any]:
     """A client that writes one-row requests without end and never reads: what the server computes for it.
 
-    Its small answers (~150 bytes) go into its HTTP/2 receive window, which
-    gRPC's BDP probing grows to megabytes: the server computes for it until
-    that window is full, then nothing. Returns the requests computed, when
-    that stopped, and the spans (burst, capped) for the others' latencies.
+    Without acknowledgements its small answers (~150 bytes) go into its HTTP/2
+    receive window, which gRPC's BDP probing grows to megabytes: the server
+    computes for it until that window is full, then nothing. With them
+    (`acks`: each request says it read no answer) the server computes 16
+    answers and no more. Returns the requests computed, when that stopped,
+    and the spans (burst, capped) for the others' latencies.
     """
     read_before = stats.stats()[0]["requests"]
     helper = HelperProcess(["idle", server.address, "--policy", "stateless", "--streams", "0", "--seconds", "60",
-                            "--non-reader", "--small"])
+                            "--non-reader", "--small", *(["--acks"] if acks else [])])
     try:
         helper.wait_ready()
         started = last_growth = time.monotonic()
@@ -490,6 +495,22 @@ def _small_non_reader(server: ServerProcess, stats: PolicyClient, plan: Plan) ->
     return {"requests_computed": read - read_before, "computing_stopped_after_s": round(last_growth - started, 2),
             "requests_computed_after_that": still, "stopped": time.monotonic() - last_growth >= 2.0,
             "rss_mb": round(server.rss() / MB, 1), "burst": burst, "capped": capped}
+
+
+def _non_reader_where_acks_are_required(plan: Plan) -> dict[str, Any]:
+    """The raw 1-row non-reader (no answers_read) against a server run with --stream-acks=required."""
+    server = ServerProcess([ECHO, STATELESS], args=["--stream-acks", "required"])
+    try:
+        server.start()
+        stats = PolicyClient(server.address, "stateless", transport="unary", timeout=plan.call_timeout)
+        try:
+            result = _small_non_reader(server, stats, plan)
+        finally:
+            stats.close()
+        result.pop("burst"), result.pop("capped")
+        return result
+    finally:
+        server.close()
 
 
 # ----------------------------------------------------------------- fuzz

@@ -245,6 +245,17 @@ int64_t SingleAction(const v1::ActionResponse& response) {
   return static_cast<int64_t>(values[0]);
 }
 
+// ActionRequest.answers_read, where the protos this client is built from have it (v1 gained it after its first
+// release; the first v1 protos build this client too, and their requests then do not acknowledge).
+template <typename Request>
+auto SetAnswersRead(Request* request, uint64_t n, int) -> decltype(request->set_answers_read(n), void()) {
+  request->set_answers_read(n);
+}
+template <typename Request>
+void SetAnswersRead(Request*, uint64_t, long) {}
+template <typename Request>
+void SetAnswersRead(Request* request, uint64_t n) { SetAnswersRead(request, n, 0); }
+
 // Runs one episode: the policy answers every time step over the stream.
 Episode RunEpisode(grpc::ClientReaderWriter<v1::ActionRequest, v1::ActionResponse>* stream, const Args& args,
                    const std::string& policy, v1::DType obs_dtype) {
@@ -256,6 +267,7 @@ Episode RunEpisode(grpc::ClientReaderWriter<v1::ActionRequest, v1::ActionRespons
   for (uint64_t id = 1;; ++id) {
     v1::ActionRequest request = MakeActionRequest(policy, {observation}, obs_dtype, {{step_type}, {reward}, {1}});
     request.set_request_id(id);
+    SetAnswersRead(&request, id - 1);  // the answers read so far (the server may require it: --stream-acks)
     v1::ActionResponse response;
     if (!stream->Write(request) || !stream->Read(&response)) throw std::runtime_error("the ActionStream broke");
     if (response.has_error()) throw CallError(ReadStatus(response.error()));
@@ -312,9 +324,12 @@ void Run(const Args& args, Output* out) {
 
   auto stream_context = context();
   auto stream = stub->ActionStream(stream_context.get());
-  out->EpisodeDone(RunEpisode(stream.get(), args, policy, obs_dtype));
+  Episode episode = RunEpisode(stream.get(), args, policy, obs_dtype);
+  out->EpisodeDone(episode);
   v1::ActionResponse stream_answer;
-  if (!stream->Write(WrongRequest(policy, obs_dtype)) || !stream->Read(&stream_answer)) {
+  v1::ActionRequest wrong = WrongRequest(policy, obs_dtype);
+  SetAnswersRead(&wrong, episode.actions.size());
+  if (!stream->Write(wrong) || !stream->Read(&stream_answer)) {
     throw std::runtime_error("the ActionStream broke");
   }
   if (!stream_answer.has_error()) throw std::runtime_error("ActionStream accepted an observation of the wrong shape");

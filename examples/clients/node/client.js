@@ -62,15 +62,19 @@ function unary(client, method, request, seconds) {
   });
 }
 
-// One ActionStream: each request gets exactly one response with its request_id.
+// One ActionStream: each request gets exactly one response with its request_id. Each request says how many
+// answers were read (answers_read), as a server with --stream-acks=required wants; this client has one request
+// in flight at a time, so it never needs to acknowledge alone.
 class ActionStream {
   constructor(client, seconds) {
     this.pending = new Map();
     this.nextId = 1;
+    this.read = 0;
     this.failure = null;
     this.closed = false;
     this.call = client.ActionStream(deadline(seconds));
     this.call.on('data', (response) => {
+      this.read += 1;
       const waiter = this.pending.get(response.request_id);
       this.pending.delete(response.request_id);
       if (waiter) waiter.resolve(response);
@@ -99,7 +103,7 @@ class ActionStream {
     this.nextId += 1;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.call.write({ ...request, request_id: id });
+      this.call.write({ ...request, request_id: id, answers_read: this.read });
     });
   }
 

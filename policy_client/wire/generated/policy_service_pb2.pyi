@@ -76,7 +76,7 @@ class GetInitialStateResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ActionRequest(_message.Message):
-    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step", "min_version", "session")
+    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step", "min_version", "session", "answers_read")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TIME_STEP_FIELD_NUMBER: _ClassVar[int]
     POLICY_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -87,6 +87,7 @@ class ActionRequest(_message.Message):
     ANY_TIME_STEP_FIELD_NUMBER: _ClassVar[int]
     MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
+    ANSWERS_READ_FIELD_NUMBER: _ClassVar[int]
     policy: str
     time_step: _types_pb2.TimeStep
     policy_state: _types_pb2.Nest
@@ -97,7 +98,8 @@ class ActionRequest(_message.Message):
     any_time_step: _types_pb2.Nest
     min_version: int
     session: Session
-    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., min_version: _Optional[int] = ..., session: _Optional[_Union[Session, _Mapping]] = ...) -> None: ...
+    answers_read: int
+    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., min_version: _Optional[int] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., answers_read: _Optional[int] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "start", "end")

@@ -105,7 +105,8 @@ class PolicyServiceServicer(object):
     def ActionStream(self, request_iterator, context):
         """The low-latency path: one stream per actor. Each request gets exactly one
         response with the same request_id; responses of one policy come in
-        request order.
+        request order. An acknowledgement (a message that carries nothing but
+        ActionRequest.answers_read) gets none.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

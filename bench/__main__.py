@@ -24,6 +24,11 @@ RESULTS = harness.ROOT / "bench" / "results"
 ACTORS = (1, 4, 16)
 # The kinds whose actor RSS comes from a fresh process of its own (harness.probe_rss).
 RSS_KINDS = ("local", "remote", "remote_shm", "client", "client_shm")
+# Hundreds of actors on one box (issue 33): 16 processes, each with ROWS actors as batched rows of one call
+# (a vectorized environment), as threads with a PolicyClient each (over gRPC), or batched over shared memory.
+MANY = (("vectorized, gRPC", "client", 4), ("vectorized, gRPC", "client", 16),
+        ("threads, gRPC", "client_threads", 4), ("threads, gRPC", "client_threads", 16),
+        ("vectorized, shared memory", "client_shm", 4), ("vectorized, shared memory", "client_shm", 16))
 KNOBS = (("--max-batch-delay-ms 1", ("--max-batch-delay-ms",)),
          ("--min-batch-size 8 --min-batch-timeout-ms 2", ("--min-batch-size", "--min-batch-timeout-ms")),
          ("--target-latency-ms 10", ("--target-latency-ms",)))
@@ -123,8 +128,9 @@ class Bench:
         pool.prepare(key, max(counts), kind, workload, address, rows)
         points = []
         for n in sorted(counts, reverse=True):  # 16 first: GetStats' inference p50 then covers only its batches
+            per = "threads each" if kind == "client_threads" else "rows per call"
             self.log(f"{workload}: {n:2d} x {kind}{' over unix:' if address.startswith('unix:') else ''}"
-                     f"{f', {rows} rows per call' if rows else ''}")
+                     f"{f', {rows} {per}' if rows else ''}")
             point = harness.measure(pool, key, n, self.args.warmup, self.args.seconds, server, rows)
             if (kind, workload) in self.rss:  # the fresh process's RSS (see harness.probe_rss)
                 point["actor_rss_mb_forked"], point["actor_rss_mb"] = point["actor_rss_mb"], self.rss[kind, workload]
@@ -132,6 +138,16 @@ class Bench:
         if kind != "local":
             pool.release(key, max(counts))
         return sorted(points, key=lambda p: p["actors"])
+
+    def many_actors(self, pool: harness.Pool, server: harness.Server) -> list[dict[str, Any]]:
+        """CartPole with 64 and 256 actors in 16 processes (MANY; only the 256 points with --quick)."""
+        points = []
+        for layout, kind, rows in MANY:
+            if self.quick and rows != 16:
+                continue
+            point = self.point(pool, kind, "cartpole", server.address, (16,), server, rows=rows)[0]
+            points.append({"layout": layout, "actors_total": 16 * rows, **point})
+        return points
 
     def knob_servers(self) -> list[tuple[str, Any]]:
         """(flags, started server or why not) for each batching knob of the CartPole knob table."""
@@ -217,6 +233,7 @@ class Bench:
                 out["unix"]["echo"] = self.point(light["echo"], "echo", w, echos_unix[w].address, (16,),
                                                  echos_unix[w])[0]
             out["server_rss_mb"] = harness.processes.peak_rss_mb(servers[w].pid)
+        r["many_actors"] = self.many_actors(light["client"], servers["cartpole"])
         self.close()  # every server and actor stopped before the peer starts its own
         for w in names:
             counts = ((16,) if args.peer_in_quick else ()) if quick else ACTORS

@@ -17,7 +17,7 @@ import numpy as np
 from bench import workloads
 
 ECHO_SERVICE = "bench.Echo"
-KINDS = ("local", "remote", "client", "echo", "remote_shm", "client_shm")
+KINDS = ("local", "remote", "client", "echo", "remote_shm", "client_shm", "client_threads")
 TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat and /proc/stat count in these
 
 
@@ -81,6 +81,32 @@ def _client_caller(workload: str, address: str, rows: int, seed: int,
                                   batch_size=rows)), client.close
 
 
+def _client_threads_caller(workload: str, address: str, threads: int, seed: int) -> tuple[Callable, Callable]:
+    """`threads` actors in one process, each a thread with its own PolicyClient (its own channel and stream).
+
+    They step together, as a simulator process stepping its environments does:
+    one call is one unbatched action of each (so `rows` counts threads here).
+    """
+    from concurrent.futures import ThreadPoolExecutor  # pylint: disable=import-outside-toplevel
+
+    from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
+    from policy_client.wire.standins import TimeStep  # pylint: disable=import-outside-toplevel
+
+    clients = [PolicyClient(address, workload, data_plane="grpc") for _ in range(threads)]
+    observations = [workloads.Observations(workload, seed * 1000 + i) for i in range(threads)]
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="actor")
+
+    def one(i: int) -> Any:
+        return clients[i].action(TimeStep(**workloads.step_fields(observations[i]())))
+
+    def close() -> None:
+        pool.shutdown()
+        for client in clients:
+            client.close()
+
+    return (lambda: list(pool.map(one, range(threads)))), close
+
+
 def _echo_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
     """Raw bidi stream: a real encoded ActionRequest out per call, the echo server's fixed bytes back."""
     from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
@@ -109,7 +135,7 @@ def _echo_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Cal
 # data plane (issue 21's), which the same constructors negotiate by default.
 CALLERS = {"local": _local_caller, "remote": _remote_caller, "client": _client_caller, "echo": _echo_caller,
            "remote_shm": functools.partial(_remote_caller, data_plane="shm"),
-           "client_shm": functools.partial(_client_caller, data_plane="shm")}
+           "client_shm": functools.partial(_client_caller, data_plane="shm"), "client_threads": _client_threads_caller}
 
 
 # ------------------------------------------------------------------ actor process

@@ -68,6 +68,7 @@ def targets(r: dict[str, Any]) -> list[dict[str, Any]]:
         ("PolicyClient actors import TensorFlow (1 = yes)",
          None if cp["client"] is None else float(cp["client"]["tensorflow_imported"]), "<=", 0.0)]
     rows += shm_targets(r, cp, at, one_local)
+    rows += many_actor_targets(r)
     vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")
     atari_codec = r["codec"]["atari_84x84x4_uint8"]
     rows += [
@@ -100,6 +101,41 @@ def shm_targets(r: dict[str, Any], cp: dict[str, Any], at: dict[str, Any],
          _ratio(_get(one_shm, "p50_ms"), _get(one_local, "p50_ms")), "<=", 1.0),
         ("shm: CartPole, 16 actors: PolicyClient client CPU / echo client CPU (per action)",
          _ratio(_get(light, "client_cpu_us_per_action"), _get(cp["echo"], "client_cpu_us_per_action")), "<=", 0.5)]
+
+
+def many(r: dict[str, Any], layout: str, actors: int) -> dict[str, Any] | None:
+    """The many-actors point of `layout` with `actors` actors in all (None if not measured)."""
+    return next((p for p in r.get("many_actors", []) if p["layout"] == layout and p["actors_total"] == actors), None)
+
+
+def many_actor_targets(r: dict[str, Any]) -> list[tuple[str, float | None, str, float | None]]:
+    """Issue 33: the server's throughput does not fall from 16 actors to 256 on one box (CartPole)."""
+    sixteen = {"gRPC": point(r, "cartpole", "client", 16), "shared memory": point(r, "cartpole", "client_shm", 16)}
+    rows = []
+    for layout in ("threads, gRPC", "vectorized, gRPC", "vectorized, shared memory"):
+        base = sixteen["shared memory" if "shared" in layout else "gRPC"]
+        rows.append((f"CartPole, 256 actors ({layout}) / 16 PolicyClient actors, actions/s",
+                     _ratio(_get(many(r, layout, 256), "actions_per_s"), _get(base, "actions_per_s")), ">=", 0.9))
+    return rows
+
+
+def many_actors_table(r: dict[str, Any]) -> list[str]:
+    """The 64- and 256-actor points, beside the 16 single-actor processes they grow from."""
+    if not r.get("many_actors"):
+        return []
+    lines = ["**Hundreds of actors on one box** (CartPole, 16 processes): each process holds ROWS actors, as the "
+             "rows of one batched call (a vectorized environment) or as threads with a PolicyClient each, stepped "
+             "together (one call = one action of each). p50/p99: per call of a process.", "",
+             "| layout | actors | actions/s | p50 ms | p99 ms | mean batch | queue wait p50 ms "
+             "| server CPU µs/action | other CPU % |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    base = [("16 single-actor processes, gRPC", point(r, "cartpole", "client", 16)),
+            ("16 single-actor processes, shared memory", point(r, "cartpole", "client_shm", 16))]
+    rows = [(label, 16, p) for label, p in base if p] + [(p["layout"], p["actors_total"], p) for p in r["many_actors"]]
+    for label, actors, p in rows:
+        lines.append(f"| {label} | {actors} | {_fmt(p['actions_per_s'], 0)} | {_fmt(p['p50_ms'])} | "
+                     f"{_fmt(p['p99_ms'])} | {_fmt(p.get('mean_batch_size'), 1)} | {_fmt(p.get('queue_wait_ms_p50'))} | "
+                     f"{_fmt(p.get('server_cpu_us_per_action'), 0)} | {_fmt(p.get('foreign_cpu_share'), -1)} |")
+    return lines + [""]
 
 
 def torchrl_ratios(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -168,6 +204,7 @@ def markdown(r: dict[str, Any]) -> str:
              "ActionResponse of the real size.", ""]
     for workload in r["workloads"]:
         lines += workload_table(r, workload) + [""]
+    lines += many_actors_table(r)
     lines.append(f"RSS floor: a process that only imports tensorflow + tf_agents peaks at "
                  f"{_fmt(r.get('rss_floor_mb'), 0)} MB.")
     vec = r["workloads"].get("cartpole", {}).get("vectorized_64_rows")

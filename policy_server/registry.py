@@ -47,6 +47,7 @@ class HostedPolicy:
         answer_plan = AnswerPlan(specs.action_spec, specs.policy_state_spec, specs.info_spec)
         stats = PolicyStats()
         scheduler = BatchScheduler(backend, config, stats, encoder=encoder(answer_plan))
+        scheduler.cohorts.name = name
         return cls(name, backend, scheduler, WeightSwapper(name, backend, scheduler), stats,
                    request_plan, answer_plan)
 

@@ -29,6 +29,7 @@ from policy_server.engine import batching
 from policy_server.engine import outcomes
 from policy_server.backends.base import Backend
 from policy_server.engine.batching import Request
+from policy_server.engine.cohorts import CohortGather
 from policy_server.config import BatchingConfig
 from policy_server.engine.fair_queue import FairQueue
 from policy_server.telemetry.stats import PolicyStats
@@ -90,6 +91,7 @@ class BatchScheduler:
         self._task: asyncio.Task | None = None
         self._recent_inference: float | None = None  # moving average of batch times (seconds)
         self.latency_target = LatencyTarget(config.target_latency) if config.target_latency else None
+        self.cohorts = CohortGather()  # waits for the actors just answered, when that serves more (cohorts.py)
 
     @property
     def queue_depth(self) -> int:
@@ -148,6 +150,7 @@ class BatchScheduler:
             self._open_splits += 1
         else:
             self._pending.append(request)
+        self.cohorts.arrived(request.source, request.rows)
         self._wakeup.set()
         return request.future
 
@@ -194,6 +197,9 @@ class BatchScheduler:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 continue
+            if self.cohorts.gathering and self.latency_target is None and self._recent_inference is not None:
+                await self.cohorts.gather(lambda: self._pending.rows, self._wakeup, self._recent_inference,
+                                          lambda: self._closing or bool(self._exclusive))
             await self._fill(self._pending.peek())
             batch = self._pending.take_batch(self.config.max_batch_size, self.backend.batchable)
             for request in batch:  # a split request's next piece queues behind the others: they interleave
@@ -280,9 +286,11 @@ class BatchScheduler:
                 await self._piece_done(request, outcome)
             else:
                 _settle(request.future, outcome)
+                self.cohorts.answered(request.source)
         self.stats.record_error(failures)
         waits = [start - r.arrival for r in batch]
         self.stats.record_batch(answered, answered_rows, waits, inference, batch_rows=sum(r.size for r in batch))
+        self.cohorts.batch_done(answered_rows, inference)
         if self.latency_target is not None:
             self.latency_target.observe([w + inference for w in waits], sum(r.size for r in batch))
         await self._gather()

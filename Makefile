@@ -132,7 +132,7 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	bash bench/peers/setup_torchrl.sh || echo "bench: TorchRL peer unavailable (setup failed); its rows are skipped"
-	$(PY) -m bench --quick
+	$(PY) -m bench --quick --peer-in-quick
 
 # 16 CartPole actors against 1 vs 3 replicas and --workers 1 vs 2 (bench/results/scaleout.{json,md}; ~1 minute).
 bench-scaleout: $(STAMP)

@@ -29,6 +29,8 @@ RSS_KINDS = ("local", "remote", "remote_shm", "client", "client_shm")
 MANY = (("vectorized, gRPC", "client", 4), ("vectorized, gRPC", "client", 16),
         ("threads, gRPC", "client_threads", 4), ("threads, gRPC", "client_threads", 16),
         ("vectorized, shared memory", "client_shm", 4), ("vectorized, shared memory", "client_shm", 16))
+CONTENDED = 0.10  # a point taken while other processes held more of the CPU is measured again (and marked)
+REPEATS_IF_CONTENDED = 2
 KNOBS = (("--max-batch-delay-ms 1", ("--max-batch-delay-ms",)),
          ("--min-batch-size 8 --min-batch-timeout-ms 2", ("--min-batch-size", "--min-batch-timeout-ms")),
          ("--target-latency-ms 10", ("--target-latency-ms",)))
@@ -66,12 +68,10 @@ def codec_bench() -> dict[str, Any]:
 
 def plan(quick: bool, workload: str, kind: str) -> tuple[int, ...]:
     """Actor counts measured for (workload, kind): all of ACTORS, or only the target points with --quick."""
-    if not quick:
+    if not quick or kind == "local":  # the best local setup is the best of 1, 4 and 16 actors
         return ACTORS
-    if workload == "cartpole" and kind in ("local", "remote", "remote_shm"):
+    if workload == "cartpole" and kind in ("remote", "remote_shm"):
         return (1, 16)
-    if workload == "atari" and kind == "client":
-        return ()
     return (16,)
 
 
@@ -132,6 +132,13 @@ class Bench:
             self.log(f"{workload}: {n:2d} x {kind}{' over unix:' if address.startswith('unix:') else ''}"
                      f"{f', {rows} {per}' if rows else ''}")
             point = harness.measure(pool, key, n, self.args.warmup, self.args.seconds, server, rows)
+            for _ in range(REPEATS_IF_CONTENDED):  # other processes took the CPU: measure again, keep the quietest
+                if (point.get("foreign_cpu_share") or 0.0) <= CONTENDED:
+                    break
+                self.log(f"  other processes held {point['foreign_cpu_share']:.0%} of the CPU: measuring again")
+                again = harness.measure(pool, key, n, self.args.warmup, self.args.seconds, server, rows)
+                point = min(point, again, key=lambda p: p.get("foreign_cpu_share") or 0.0)
+            point["contended"] = (point.get("foreign_cpu_share") or 0.0) > CONTENDED
             if (kind, workload) in self.rss:  # the fresh process's RSS (see harness.probe_rss)
                 point["actor_rss_mb_forked"], point["actor_rss_mb"] = point["actor_rss_mb"], self.rss[kind, workload]
             points.append(point)

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from bench import forkservers, harness, report, workloads  # noqa: E402
+from bench import forkservers, harness, repeats, report, workloads  # noqa: E402
 
 RESULTS = harness.ROOT / "bench" / "results"
 ACTORS = (1, 4, 16)
@@ -265,9 +265,11 @@ def main() -> int:
                         help="rewrite docs/benchmarks.md's report and README.md's headline ratios (default: on "
                              "for full runs, off with --quick)")
     parser.add_argument("--peer-in-quick", action="store_true", help="with --quick, also run the TorchRL peer at 16")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="run the whole benchmark this many times in a row and report medians (3; 1 with --quick)")
     parser.add_argument("--out", default=str(RESULTS), help="results directory (default: bench/results)")
     parser.add_argument("--time-limit", type=float, default=None,
-                        help="abort (stopping every process) after this many seconds (360 with --quick, else 1800)")
+                        help="abort (stopping every process) after this many seconds (900 per run; 360 with --quick)")
     parser.add_argument("--from-json", metavar="RESULTS_JSON",
                         help="measure nothing: re-render results.md, the plot (and the docs with --readme) from a run")
     args = parser.parse_args()
@@ -276,15 +278,25 @@ def main() -> int:
     args.seconds = args.seconds if args.seconds is not None else (2.0 if args.quick else 5.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 2.0)
     args.readme = (not args.quick) if args.readme is None else args.readme
+    args.repeat = max(1, args.repeat if args.repeat is not None else (1 if args.quick else 3))
     args.started = time.time()
     signal.signal(signal.SIGALRM, _out_of_time)
-    signal.alarm(int(args.time_limit or (360 if args.quick else 1800)))  # the finally below stops everything
-    bench = Bench(args)
+    signal.alarm(int(args.time_limit or (360 if args.quick else 900) * args.repeat))  # the finally below stops everything
+    runs = []
     try:
-        results = bench.run()
+        for i in range(args.repeat):
+            started = time.time()
+            if args.repeat > 1:
+                print(f"[{started - args.started:5.0f}s] run {i + 1} of {args.repeat}", flush=True)
+            bench = Bench(args)
+            try:
+                runs.append(bench.run())
+            finally:
+                bench.close()
+            runs[-1]["duration_s"] = time.time() - started
     finally:
         signal.alarm(0)
-        bench.close()
+    results = repeats.combine(runs)
     results["duration_s"] = time.time() - args.started
     return render(results, args.out, args.readme)
 

@@ -118,7 +118,7 @@ def issue_33_targets(r: dict[str, Any]) -> list[tuple[str, float | None, str, fl
                                                               ("atari", "conv net", 1.5, 3.0, 1.0)):
         shm, grpc_ = point(r, workload, "client_shm", 16), point(r, workload, "client", 16)
         peer, local = point(r, workload, "torchrl", 16), best_local(r, workload)
-        best = f"best local ({local['actors']} actors)" if local else "best local"
+        best = "the best of 1, 4 and 16 local actors"
         rows.append((f"{name}, 16 actors: shared memory (PolicyClient) / TorchRL peer, actions/s",
                      _ratio(_get(shm, "actions_per_s"), _get(peer, "actions_per_s")), ">=", peer_bound))
         if shm_bound is not None:
@@ -227,8 +227,11 @@ def markdown(r: dict[str, Any]) -> str:
                else "")
     lines = [f"Machine: {r['machine']}; start method `{r['start_method']}` for every actor process{preload}; "
              f"{r['warmup_s']:g} s warm-up + {r['seconds_per_point']:g} s measured per point; "
-             f"{'`--quick` (target points only); ' if r['quick'] else ''}all numbers from one run "
-             f"({r.get('duration_s', 0):.0f} s). Mean batch: GetStats delta over the window. CPU: utime+stime "
+             f"{'`--quick` (target points only); ' if r['quick'] else ''}"
+             + (f"the whole benchmark run {r['repeats']} times in a row, every figure the median of its runs and "
+                "every target the median of its per-run ratios (spread: min-max) "
+                if r.get("repeats", 1) > 1 else "all numbers from one run ")
+             + f"({r.get('duration_s', 0):.0f} s). Mean batch: GetStats delta over the window. CPU: utime+stime "
              "from /proc over the window, summed over the actor processes, per action. RSS: VmHWM. "
              "The echo client encodes a real ActionRequest per call; the echo server replays a fixed "
              "ActionResponse of the real size.", ""]
@@ -255,18 +258,25 @@ def markdown(r: dict[str, Any]) -> str:
     for name, x in r["codec"].items():
         lines.append(f"| {name} | {x['round_trip_us']:.1f} | {x['bytes']} | {x['gb_per_s']:.2f} | "
                      f"{x['decoded_observation_is_a_view']} |")
-    lines += ["", "| target | measured | bound | met |", "|---|---:|---:|---|"]
+    runs = r.get("repeats", 1)
+    measured = f"measured (median of {runs} runs, min-max)" if runs > 1 else "measured"
+    lines += ["", f"| target | {measured} | bound | met |", "|---|---:|---:|---|"]
     for t in r["targets"]:
         met = "not measured" if t["met"] is None else "yes" if t["met"] else "**no**"
         digits = 3 if t["value"] is not None and abs(t["value"]) < 10 else 1  # 1.496 is not 1.50
-        lines.append(f"| {t['target']} | {_fmt(t['value'], digits)} | {t['op']} {_fmt(t['bound'], 2)} | {met} |")
+        spread = (f" ({_fmt(t['spread'][0], digits)}-{_fmt(t['spread'][1], digits)})"
+                  if t.get("spread") and runs > 1 else "")
+        lines.append(f"| {t['target']} | {_fmt(t['value'], digits)}{spread} | {t['op']} {_fmt(t['bound'], 2)} | "
+                     f"{met} |")
     ratios = [x for x in r.get("torchrl_ratios", []) if x["ratio"] is not None]
     lines += ["", "Reference, not a target: RemotePolicy vs the TorchRL peer (`bench/peers/torchrl_peer.py`), "
                   "16 actors, same start method" + (":" if ratios else ": the peer was not available in this run.")]
     if ratios:
         lines += ["", "| workload | path | metric | ours | TorchRL | ours / TorchRL |", "|---|---|---|---:|---:|---:|"]
         lines += [f"| {x['workload']} | {x.get('path', 'gRPC')} | {x['metric']} | {_fmt(x['ours'], 1)} | "
-                  f"{_fmt(x['torchrl'], 1)} | {x['ratio']:.2f} |" for x in ratios]
+                  f"{_fmt(x['torchrl'], 1)} | {x['ratio']:.2f}"
+                  + (f" ({x['spread'][0]:.2f}-{x['spread'][1]:.2f})" if x.get("spread") and runs > 1 else "")
+                  + " |" for x in ratios]
     lines += ["", "\"other CPU %\": share of the machine's CPU that processes other than the row's actors and "
                   "server (other users of this shared machine) used in the window; where the row alone would fill "
                   "both cores, that share was taken from it. A point where it exceeded 10% is measured up to twice "
@@ -338,7 +348,9 @@ def headline(r: dict[str, Any]) -> str:
 def update_docs(r: dict[str, Any], table: str, command: str = "make bench", root: pathlib.Path = ROOT) -> bool:
     """Rewrites the bench blocks: docs/benchmarks.md's whole report (and its plot, docs/assets) and the
     README's headline ratios. True if both pages had their markers."""
-    stamp = f"Measured with `{command}` ({time.strftime('%Y-%m-%d')})"
+    runs = r.get("repeats", 1)
+    stamp = (f"Measured with `{command}` ({time.strftime('%Y-%m-%d')}"
+             + (f"; medians of {runs} runs, one after the other" if runs > 1 else "") + ")")
     page = (f"<!-- bench:start -->\n{stamp}:\n\n{table}\n"
             "![actions per second](assets/actions_per_s.png)\n<!-- bench:end -->")
     summary = (f"<!-- headline:start -->\n{headline(r)}\n\n{stamp}; the whole report is in "

@@ -280,7 +280,8 @@ def markdown(r: dict[str, Any]) -> str:
     lines += ["", "\"other CPU %\": share of the machine's CPU that processes other than the row's actors and "
                   "server (other users of this shared machine) used in the window; where the row alone would fill "
                   "both cores, that share was taken from it. A point where it exceeded 10% is measured up to twice "
-                  "more and the quietest measurement kept; one still above 10% is marked \"contended\". 16-actor "
+                  "more and the quietest measurement kept; one still above 10% (in any of its runs) is marked "
+                  "\"contended\". 16-actor "
                   "points run first, so GetStats' inference "
                   "p50 (in the server-CPU bound) covers their batches."]
     return "\n".join(lines) + "\n"

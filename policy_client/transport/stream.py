@@ -76,6 +76,7 @@ class ActionStream:
                     self._turns.release()
                 else:  # gave up waiting: its answer still comes, and gives the turn back (see _read_until)
                     self._abandoned.add(key)
+
     def _call_in_turn(self, request: service_pb.ActionRequest, key: int, deadline: float) -> service_pb.ActionResponse:
         with self._cond:
             if self._failure is not None:

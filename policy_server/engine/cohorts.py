@@ -9,7 +9,7 @@ merges the cohorts: one batch of all, for the price of that wait. Whether that
 pays depends on the policy (its cost per batch against its cost per row) and
 on the machine (actors and server may share its cores), so it is measured,
 not assumed: while batches hold clearly fewer rows than the active actors,
-the scheduler serves one window of batches (a quarter second at least) each
+the scheduler serves one window of batches (half a second at least) each
 way, keeps the way that answered more rows per second, and tries the other
 again every few windows. A wait lasts at most one batch time (twice the
 actors' usual return, if less), so a small, fast policy that gains nothing
@@ -29,9 +29,9 @@ from typing import Any, Callable, Hashable
 logger = logging.getLogger(__name__)
 
 WINDOW_BATCHES = 24   # batches per measured window, at least
-WINDOW_SECONDS = 0.25  # seconds per measured window, at least (rows per second of fewer are noise)
+WINDOW_SECONDS = 0.5   # seconds per measured window, at least (rows per second of fewer are noise)
 KEEP_WINDOWS = 8      # windows served the chosen way before the other way is tried again
-MARGIN = 1.05         # gathering is kept when it answers at least 5% more rows per second
+MARGIN = 1.10         # gathering is kept when it answers at least 10% more rows per second (less is noise here)
 ACTIVE_CYCLES = 4     # an actor counts as active while its last request is at most this many batch cycles old
 ACTIVE_FOR = 1.0      # ... and at most this many seconds old
 _MAX_TRACKED = 4096   # sources remembered at most (a server with more actors forgets the oldest)

@@ -71,6 +71,7 @@ class CohortGather:
         answered = self._answered_at.pop(source, None)
         if answered is not None:
             self._returns.append(now - answered)
+        self._active.pop(source, None)  # re-inserted last: the dict stays ordered by last arrival
         self._active[source] = (now, max(rows, 1))
         if len(self._active) > _MAX_TRACKED:
             self._active.pop(next(iter(self._active)))

@@ -178,3 +178,13 @@ def test_actors_that_left_stop_counting_within_a_few_batches():
     assert gather.expected_rows() == 16
     _serve(gather, clock, actors=8, rows_per_batch=8, batch_time=0.010, return_time=0.0)  # 8 of them left
     assert gather.expected_rows() == 8
+
+
+def test_past_the_tracking_bound_the_longest_silent_actor_is_forgotten(monkeypatch):
+    monkeypatch.setattr(cohorts, "_MAX_TRACKED", 3)
+    clock = Clock()
+    gather = CohortGather(clock)
+    for source in ("a", "b", "c", "a", "d"):  # "a" came back before "d" arrived: "b" is the longest silent
+        clock.now += 0.001
+        gather.arrived(source, 0)
+    assert set(gather._active) == {"c", "a", "d"}  # pylint: disable=protected-access

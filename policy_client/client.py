@@ -229,7 +229,7 @@ class PolicyClient:
         """
         request = service_pb.ActionRequest(policy=self.policy, request_id=next(self._ids),
                                            input_mode=service_pb.INPUT_MODE_AS_LOCAL, min_version=self.min_version)
-        self._router.current.shm.fell_back("as_local")  # only gRPC carries values off the spec
+        _mark(request, self._router.current.shm.fell_back("as_local"))  # only gRPC carries values off the spec
         wire.write_nest(request.any_time_step, time_step, path="time_step", leaf=leaf)
         wire.write_nest(request.policy_state, policy_state, path="policy_state", leaf=leaf)
         if seed is not None:
@@ -250,9 +250,9 @@ class PolicyClient:
             leaves = plans[0].leaves(time_step, policy_state, outer)
             if leaves is not None:
                 return self.send_leaves(plans[0], leaves, batch_size=batch_size, seed=seed, answer=plans[1])
-        self._router.current.shm.fell_back("not_conforming" if plans is not None else "no_plan_yet")
+        reason = self._router.current.shm.fell_back("not_conforming" if plans is not None else "no_plan_yet")
         request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
-        return self.send(request, plan, outer)
+        return self.send(_mark(request, reason), plan, outer)
 
     @property
     def data_plane(self) -> str:
@@ -268,16 +268,20 @@ class PolicyClient:
                     seed: int | None = None, answer: AnswerPlan | None = None) -> ActionResult:
         """Sends the leaves of a conforming (time_step, state) (see RequestPlan.leaves) and decodes the answer:
         through the shared-memory slot when there is one (see `data_plane`), else as an ActionRequest."""
+        reason = None
         if answer is not None:
             result = self._through_slot(leaves, batch_size, seed, answer)
-            if result is not None:
+            if isinstance(result, ActionResult):
                 return result
+            reason = result
         outer = (batch_size,) if batch_size else ()
-        return self.send(self.encode_leaves(plan, leaves, batch_size=batch_size, seed=seed), answer, outer)
+        request = self.encode_leaves(plan, leaves, batch_size=batch_size, seed=seed)
+        return self.send(_mark(request, reason), answer, outer)
 
     def _through_slot(self, leaves: Sequence[np.ndarray], rows: int, seed: int | None,
-                      answer: AnswerPlan) -> ActionResult | None:
-        """The answer through the shared-memory slot; None: send it over gRPC (the reason is counted)."""
+                      answer: AnswerPlan) -> ActionResult | str | None:
+        """The answer through the shared-memory slot; else send it over gRPC (the reason is counted), with
+        the reason returned if any (see ShmPlane.fell_back)."""
         plane = self._router.current.shm
         if seed is not None and self.input_mode == service_pb.INPUT_MODE_AS_LOCAL:
             return plane.fell_back("seeded_as_local")  # the policy's own answer to a seed: the AS_LOCAL path
@@ -286,7 +290,7 @@ class PolicyClient:
         except errors.DeadlineExceededError:
             raise errors.DeadlineExceededError(
                 f"no answer within {self.timeout:.1f}s from {self.address} (shared memory)") from None
-        return None if done is None else ActionResult(answer.unflatten(done[1]), done[0])
+        return ActionResult(answer.unflatten(done[1]), done[0]) if isinstance(done, tuple) else done
 
     def _prepare(self, time_step: Any, policy_state: Any, batch_size: int,
                  seed: int | None) -> tuple[service_pb.ActionRequest, AnswerPlan | None, tuple[int, ...]]:
@@ -317,12 +321,13 @@ class PolicyClient:
         request = self.encode_request(time_step, (), seed=seed)
         request.ClearField("policy_state")
         request.session.id, request.session.start, request.session.end = session, start, end
-        return self.send(request)
+        return self.send(_mark(request, self._router.current.shm.fell_back("session")))
 
     def action_async(self, time_step: Any, policy_state: Any = (), *, batch_size: int = 0,
                      seed: int | None = None) -> concurrent.futures.Future:
-        """Like `action`, but returns a future of the ActionResult at once."""
-        return self.submit(*self._prepare(time_step, policy_state, batch_size, seed))
+        """Like `action`, but returns a future of the ActionResult at once (over gRPC)."""
+        request, plan, outer = self._prepare(time_step, policy_state, batch_size, seed)
+        return self.submit(_mark(request, self._router.current.shm.fell_back("async")), plan, outer)
 
     def submit(self, request: service_pb.ActionRequest, plan: AnswerPlan | None = None,
                outer: tuple[int, ...] = ()) -> concurrent.futures.Future:
@@ -376,6 +381,13 @@ class PolicyClient:
 
     def _unary(self, method: str, request: Any) -> Any:
         return self._router.unary(method, request, self.timeout)
+
+
+def _mark(request: service_pb.ActionRequest, fallback: str | None) -> service_pb.ActionRequest:
+    """The request, saying why it takes gRPC when the client's plane is forced to shared memory."""
+    if fallback is not None:
+        request.slot_fallback = service_pb.SlotFallback.Value("SLOT_FALLBACK_" + fallback.upper())
+    return request
 
 
 def _decode(response: service_pb.ActionResponse, plan: AnswerPlan | None, outer: tuple[int, ...]) -> ActionResult:

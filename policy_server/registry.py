@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
 from typing import Callable, Iterator
 
@@ -37,6 +38,8 @@ class HostedPolicy:
     answer_plan: AnswerPlan
     sessions: SessionTable = dataclasses.field(default_factory=SessionTable)
     shared_memory_slots: int = 0  # actors attached through the shared-memory plane (see shm)
+    # Requests of clients forced to shared memory that came over gRPC, by reason (ActionRequest.slot_fallback).
+    shm_fallbacks: collections.Counter = dataclasses.field(default_factory=collections.Counter)
 
     @classmethod
     def create(cls, name: str, backend: Backend, config: BatchingConfig,

@@ -293,18 +293,25 @@ class SharedMemoryPath:
             self._slot = fresh
             return fresh if rows <= fresh.layout.max_rows else None
 
-    def fell_back(self, reason: str) -> None:
-        """Counts a call that takes gRPC though this plane is on (with data_plane="shm", logs each reason once)."""
+    def fell_back(self, reason: str) -> str | None:
+        """Counts a call that takes gRPC though this plane is on (with data_plane="shm", logs each reason once).
+
+        Returns the reason when the plane is forced ("shm"), for the request
+        to carry it (ActionRequest.slot_fallback: the server counts it), else None.
+        """
         if self.mode == "grpc":
             return None
         self.fallbacks[reason] += 1
-        if self.mode == "shm" and self.fallbacks[reason] == 1:
+        if self.mode != "shm":
+            return None
+        if self.fallbacks[reason] == 1:
             logger.warning("data_plane='shm': a call went over gRPC (%s); client.shm_fallbacks counts them", reason)
-        return None
+        return reason
 
     def call(self, leaves: Sequence[np.ndarray], rows: int, seed: int | None, deadline: float,
-             min_version: int = 0) -> tuple[int, list[np.ndarray]] | None:
-        """(version, answer leaves) of a conforming request through the slot; None: it takes gRPC (counted).
+             min_version: int = 0) -> tuple[int, list[np.ndarray]] | str | None:
+        """(version, answer leaves) of a conforming request through the slot; else it takes gRPC (counted),
+        and this is None or the reason to send with it (see fell_back).
 
         A full queue's refusal goes again after its retry hint while the deadline allows.
 

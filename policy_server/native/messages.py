@@ -43,6 +43,8 @@ class ActionCall(Call):
         self._session_plan: AnswerPlan | None = None  # a session step's answer leaves out the state
 
     def read(self, hosted: HostedPolicy) -> Request | SessionStep:
+        if self.request.slot_fallback:
+            hosted.shm_fallbacks[fallback_reason(self.request.slot_fallback)] += 1
         if self.request.HasField("session"):
             self._session_plan = hosted.answer_plan
             return read_session_step(hosted, self.request)
@@ -58,6 +60,14 @@ class ActionCall(Call):
         response.version = version
         response.request_id = self.request.request_id
         return response
+
+
+def fallback_reason(value: int) -> str:
+    """The metric label of an ActionRequest.slot_fallback: the enum value's name, e.g. "no_slot"."""
+    try:
+        return service_pb.SlotFallback.Name(value)[len("SLOT_FALLBACK_"):].lower()
+    except ValueError:  # a value of newer protos
+        return "other"
 
 
 def read_request(hosted: HostedPolicy, request: service_pb.ActionRequest) -> Request:

@@ -243,9 +243,14 @@ class StateCollector:
                 session_events.add_metric([h.name, event], count)
         slots = GaugeMetricFamily("tfa_policy_shared_memory_slots", "Same-host actors attached through "
                                   "shared-memory slots now", labels=["policy"])
+        fallbacks = CounterMetricFamily("tfa_policy_shm_fallbacks", "Requests of clients forced to shared memory "
+                                        "that came over gRPC, by reason (ActionRequest.slot_fallback)",
+                                        labels=["policy", "reason"])
         for h in hosted:
             slots.add_metric([h.name], h.shared_memory_slots)
-        return [loaded, depth, version, updates, sessions, session_events, slots]
+            for reason, count in sorted(h.shm_fallbacks.items()):
+                fallbacks.add_metric([h.name, reason], count)
+        return [loaded, depth, version, updates, sessions, session_events, slots, fallbacks]
 
 
 class MetricsInterceptor(grpc.aio.ServerInterceptor):

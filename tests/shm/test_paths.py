@@ -3,9 +3,10 @@
 With `data_plane="shm"` forced: 0-d arrays, numpy scalars of the spec dtype
 and batched arrays go through the slot; what the specs do not fit (Python
 floats where float32 arrays belong, another dtype) goes over gRPC, counted
-in `PolicyClient.shm_fallbacks` by reason and logged once per reason. A
-client's first call is one too (`no_plan_yet`): the client learns the
-policy's plans from its first answer.
+in `PolicyClient.shm_fallbacks` by reason and logged once per reason, and
+the request says why (ActionRequest.slot_fallback), for the server's
+`tfa_policy_shm_fallbacks` metric. A client's first call is one too
+(`no_plan_yet`): the client learns the policy's plans from its first answer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from policy_client.transport import ACTIONS_SENT
 from policy_client.wire.standins import TimeStep
 from policy_server.shm import plane as shm
+from tests.operations.test_metrics import scrape, value
 from tests.support.fakes import EchoBackend
 from tests.support.servers import WAIT
 
@@ -35,8 +37,13 @@ def _path(client, time_step, state=STATE, batch_size=0) -> str:
     return "shm" if shm_calls else "grpc"
 
 
+def _server_fallbacks(server) -> dict[str, float]:
+    return {dict(labels)["reason"]: count for (name, labels), count in scrape(server).items()
+            if name == "tfa_policy_shm_fallbacks_total" and dict(labels)["policy"] == "echo"}
+
+
 def test_each_input_form_takes_its_path_and_fallbacks_are_counted(servers, caplog):
-    server = servers.serve({"echo": EchoBackend()})
+    server = servers.serve({"echo": EchoBackend()}, metrics_port=0)
     client = servers.client(server.address, "echo", data_plane="shm", timeout=WAIT)
     caplog.set_level(logging.WARNING, logger="policy_client.transport.shm")
     arrays = TimeStep(np.array(0, np.int32), np.array(0, np.float32), np.array(1, np.float32), OBS)
@@ -61,10 +68,13 @@ def test_each_input_form_takes_its_path_and_fallbacks_are_counted(servers, caplo
     assert client.shm_fallbacks == {"no_plan_yet": 1, "not_conforming": 2}
     warnings = [r.getMessage() for r in caplog.records if "went over gRPC" in r.getMessage()]
     assert len(warnings) == 2 and "no_plan_yet" in warnings[0] and "not_conforming" in warnings[1], warnings
+    assert _server_fallbacks(server) == {"no_plan_yet": 1, "not_conforming": 2}
+    client.action_async(arrays, STATE).result(WAIT)  # futures go over gRPC: counted too
+    assert client.shm_fallbacks["async"] == 1 and _server_fallbacks(server)["async"] == 1
 
 
 def test_the_auto_plane_counts_without_logging(servers, caplog):
-    server = servers.serve({"echo": EchoBackend()})
+    server = servers.serve({"echo": EchoBackend()}, metrics_port=0)
     client = servers.client(server.address, "echo", timeout=WAIT)  # data_plane "auto"
     caplog.set_level(logging.WARNING, logger="policy_client.transport.shm")
     step = TimeStep(np.int32(0), np.float32(0), np.float32(1), OBS)
@@ -74,3 +84,9 @@ def test_the_auto_plane_counts_without_logging(servers, caplog):
         client.action(TimeStep(np.int32(0), 0.0, np.float32(1), OBS), STATE)
     assert client.data_plane == "shm" and client.shm_fallbacks == {"no_plan_yet": 1, "not_conforming": 1}
     assert not [r for r in caplog.records if "went over gRPC" in r.getMessage()]
+    assert _server_fallbacks(server) == {}  # only a forced plane says why: "auto" uses what it can
+
+
+def test_unknown_fallback_reasons_are_counted_as_other():
+    from policy_server.native.messages import fallback_reason
+    assert fallback_reason(5) == "no_slot" and fallback_reason(12) == "session" and fallback_reason(999) == "other"

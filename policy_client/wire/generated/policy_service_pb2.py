@@ -16,7 +16,7 @@ from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from . import types_pb2 as tfa__policy__grpc_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tfa_policy_grpc/v1/policy_service.proto\x12\x12tfa_policy_grpc.v1\x1a\x17google/rpc/status.proto\x1a\x1etfa_policy_grpc/v1/types.proto\"\x15\n\x13ListPoliciesRequest\"N\n\nPolicyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x10\n\x08stateful\x18\x04 \x01(\x08\"H\n\x14ListPoliciesResponse\x12\x30\n\x08policies\x18\x01 \x03(\x0b\x32\x1e.tfa_policy_grpc.v1.PolicyInfo\"!\n\x0fGetSpecsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"t\n\x10GetSpecsResponse\x12.\n\x05specs\x18\x01 \x01(\x0b\x32\x1f.tfa_policy_grpc.v1.PolicySpecs\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"o\n\x16GetInitialStateRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x31\n\ninput_mode\x18\x03 \x01(\x0e\x32\x1d.tfa_policy_grpc.v1.InputMode\"S\n\x17GetInitialStateResponse\x12\'\n\x05state\x18\x01 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x97\x03\n\rActionRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12/\n\ttime_step\x18\x02 \x01(\x0b\x32\x1c.tfa_policy_grpc.v1.TimeStep\x12.\n\x0cpolicy_state\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x06 \x01(\x04\x12\x31\n\ninput_mode\x18\x07 \x01(\x0e\x32\x1d.tfa_policy_grpc.v1.InputMode\x12/\n\rany_time_step\x18\x08 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x13\n\x0bmin_version\x18\t \x01(\x03\x12,\n\x07session\x18\n \x01(\x0b\x32\x1b.tfa_policy_grpc.v1.Session\x12\x19\n\x0c\x61nswers_read\x18\x0b \x01(\x04H\x01\x88\x01\x01\x42\x07\n\x05_seedB\x0f\n\r_answers_read\"1\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x08\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x08\"\x8d\x01\n\x0e\x41\x63tionResponse\x12\x33\n\x0bpolicy_step\x18\x01 \x01(\x0b\x32\x1e.tfa_policy_grpc.v1.PolicyStep\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\x04\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"!\n\x0fGetStatsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"\xbb\x02\n\x0bPolicyStats\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x0c\n\x04rows\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x17\n\x0fmean_batch_size\x18\x06 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x19\n\x11queue_wait_ms_p50\x18\x08 \x01(\x01\x12\x19\n\x11queue_wait_ms_p99\x18\t \x01(\x01\x12\x18\n\x10inference_ms_p50\x18\n \x01(\x01\x12\x18\n\x10inference_ms_p99\x18\x0b \x01(\x01\x12\x13\n\x0bqueue_depth\x18\x0c \x01(\x03\x12\x15\n\ropen_sessions\x18\r \x01(\x03\x12\x1b\n\x13shared_memory_slots\x18\x0e \x01(\x03\"E\n\x10GetStatsResponse\x12\x31\n\x08policies\x18\x01 \x03(\x0b\x32\x1f.tfa_policy_grpc.v1.PolicyStats\"\x86\x01\n\rVariableSlice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05\x64type\x18\x03 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x0e\n\x06offset\x18\x05 \x01(\x04\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\x0c\"\x81\x01\n\x14PushVariablesRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rnum_variables\x18\x03 \x01(\r\x12\x31\n\x06slices\x18\x04 \x03(\x0b\x32!.tfa_policy_grpc.v1.VariableSlice\"R\n\x15PushVariablesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x15\n\rnum_variables\x18\x02 \x01(\r\x12\x11\n\tnum_bytes\x18\x03 \x01(\x04\"=\n\x13GetVariablesRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x16\n\x0einclude_values\x18\x02 \x01(\x08\"\x8f\x01\n\x0cVariableInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05\x64type\x18\x03 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x04 \x03(\x03\x12)\n\x05value\x18\x05 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\"\\\n\x14GetVariablesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x33\n\tvariables\x18\x02 \x03(\x0b\x32 .tfa_policy_grpc.v1.VariableInfo\"F\n\x15LoadCheckpointRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\")\n\x16LoadCheckpointResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\"&\n\x14ListFunctionsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"f\n\x0fTensorSignature\x12\x0c\n\x04path\x18\x01 \x01(\t\x12(\n\x05\x64type\x18\x02 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04name\x18\x04 \x01(\t\"Q\n\x0c\x46unctionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x06inputs\x18\x02 \x03(\x0b\x32#.tfa_policy_grpc.v1.TensorSignature\"]\n\x15ListFunctionsResponse\x12\x33\n\tfunctions\x18\x01 \x03(\x0b\x32 .tfa_policy_grpc.v1.FunctionInfo\x12\x0f\n\x07version\x18\x02 \x01(\x03\"_\n\x13\x43\x61llFunctionRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12&\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"Q\n\x14\x43\x61llFunctionResponse\x12(\n\x06result\x18\x01 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x0f\n\x07version\x18\x02 \x01(\x03*W\n\tInputMode\x12\x1a\n\x16INPUT_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11INPUT_MODE_STRICT\x10\x01\x12\x17\n\x13INPUT_MODE_AS_LOCAL\x10\x02\x32\xb5\x08\n\rPolicyService\x12\x61\n\x0cListPolicies\x12\'.tfa_policy_grpc.v1.ListPoliciesRequest\x1a(.tfa_policy_grpc.v1.ListPoliciesResponse\x12U\n\x08GetSpecs\x12#.tfa_policy_grpc.v1.GetSpecsRequest\x1a$.tfa_policy_grpc.v1.GetSpecsResponse\x12j\n\x0fGetInitialState\x12*.tfa_policy_grpc.v1.GetInitialStateRequest\x1a+.tfa_policy_grpc.v1.GetInitialStateResponse\x12O\n\x06\x41\x63tion\x12!.tfa_policy_grpc.v1.ActionRequest\x1a\".tfa_policy_grpc.v1.ActionResponse\x12Y\n\x0c\x41\x63tionStream\x12!.tfa_policy_grpc.v1.ActionRequest\x1a\".tfa_policy_grpc.v1.ActionResponse(\x01\x30\x01\x12U\n\x08GetStats\x12#.tfa_policy_grpc.v1.GetStatsRequest\x1a$.tfa_policy_grpc.v1.GetStatsResponse\x12\x66\n\rPushVariables\x12(.tfa_policy_grpc.v1.PushVariablesRequest\x1a).tfa_policy_grpc.v1.PushVariablesResponse(\x01\x12\x61\n\x0cGetVariables\x12\'.tfa_policy_grpc.v1.GetVariablesRequest\x1a(.tfa_policy_grpc.v1.GetVariablesResponse\x12g\n\x0eLoadCheckpoint\x12).tfa_policy_grpc.v1.LoadCheckpointRequest\x1a*.tfa_policy_grpc.v1.LoadCheckpointResponse\x12\x64\n\rListFunctions\x12(.tfa_policy_grpc.v1.ListFunctionsRequest\x1a).tfa_policy_grpc.v1.ListFunctionsResponse\x12\x61\n\x0c\x43\x61llFunction\x12\'.tfa_policy_grpc.v1.CallFunctionRequest\x1a(.tfa_policy_grpc.v1.CallFunctionResponseB@\n\x1cio.github.tfa_policy_grpc.v1P\x01Z\x1etfa_policy_grpc/v1;tfapolicyv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'tfa_policy_grpc/v1/policy_service.proto\x12\x12tfa_policy_grpc.v1\x1a\x17google/rpc/status.proto\x1a\x1etfa_policy_grpc/v1/types.proto\"\x15\n\x13ListPoliciesRequest\"N\n\nPolicyInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x10\n\x08stateful\x18\x04 \x01(\x08\"H\n\x14ListPoliciesResponse\x12\x30\n\x08policies\x18\x01 \x03(\x0b\x32\x1e.tfa_policy_grpc.v1.PolicyInfo\"!\n\x0fGetSpecsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"t\n\x10GetSpecsResponse\x12.\n\x05specs\x18\x01 \x01(\x0b\x32\x1f.tfa_policy_grpc.v1.PolicySpecs\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\"o\n\x16GetInitialStateRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x12\n\nbatch_size\x18\x02 \x01(\r\x12\x31\n\ninput_mode\x18\x03 \x01(\x0e\x32\x1d.tfa_policy_grpc.v1.InputMode\"S\n\x17GetInitialStateResponse\x12\'\n\x05state\x18\x01 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xd0\x03\n\rActionRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12/\n\ttime_step\x18\x02 \x01(\x0b\x32\x1c.tfa_policy_grpc.v1.TimeStep\x12.\n\x0cpolicy_state\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x12\n\nbatch_size\x18\x04 \x01(\r\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x12\n\nrequest_id\x18\x06 \x01(\x04\x12\x31\n\ninput_mode\x18\x07 \x01(\x0e\x32\x1d.tfa_policy_grpc.v1.InputMode\x12/\n\rany_time_step\x18\x08 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x13\n\x0bmin_version\x18\t \x01(\x03\x12,\n\x07session\x18\n \x01(\x0b\x32\x1b.tfa_policy_grpc.v1.Session\x12\x19\n\x0c\x61nswers_read\x18\x0b \x01(\x04H\x01\x88\x01\x01\x12\x37\n\rslot_fallback\x18\x0c \x01(\x0e\x32 .tfa_policy_grpc.v1.SlotFallbackB\x07\n\x05_seedB\x0f\n\r_answers_read\"1\n\x07Session\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05start\x18\x02 \x01(\x08\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x08\"\x8d\x01\n\x0e\x41\x63tionResponse\x12\x33\n\x0bpolicy_step\x18\x01 \x01(\x0b\x32\x1e.tfa_policy_grpc.v1.PolicyStep\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x12\n\nrequest_id\x18\x03 \x01(\x04\x12!\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x12.google.rpc.Status\"!\n\x0fGetStatsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"\xbb\x02\n\x0bPolicyStats\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x10\n\x08requests\x18\x03 \x01(\x03\x12\x0c\n\x04rows\x18\x04 \x01(\x03\x12\x0f\n\x07\x62\x61tches\x18\x05 \x01(\x03\x12\x17\n\x0fmean_batch_size\x18\x06 \x01(\x01\x12\x0e\n\x06\x65rrors\x18\x07 \x01(\x03\x12\x19\n\x11queue_wait_ms_p50\x18\x08 \x01(\x01\x12\x19\n\x11queue_wait_ms_p99\x18\t \x01(\x01\x12\x18\n\x10inference_ms_p50\x18\n \x01(\x01\x12\x18\n\x10inference_ms_p99\x18\x0b \x01(\x01\x12\x13\n\x0bqueue_depth\x18\x0c \x01(\x03\x12\x15\n\ropen_sessions\x18\r \x01(\x03\x12\x1b\n\x13shared_memory_slots\x18\x0e \x01(\x03\"E\n\x10GetStatsResponse\x12\x31\n\x08policies\x18\x01 \x03(\x0b\x32\x1f.tfa_policy_grpc.v1.PolicyStats\"\x86\x01\n\rVariableSlice\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05\x64type\x18\x03 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x04 \x03(\x03\x12\x0e\n\x06offset\x18\x05 \x01(\x04\x12\x0f\n\x07\x63ontent\x18\x06 \x01(\x0c\"\x81\x01\n\x14PushVariablesRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x15\n\rnum_variables\x18\x03 \x01(\r\x12\x31\n\x06slices\x18\x04 \x03(\x0b\x32!.tfa_policy_grpc.v1.VariableSlice\"R\n\x15PushVariablesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x15\n\rnum_variables\x18\x02 \x01(\r\x12\x11\n\tnum_bytes\x18\x03 \x01(\x04\"=\n\x13GetVariablesRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x16\n\x0einclude_values\x18\x02 \x01(\x08\"\x8f\x01\n\x0cVariableInfo\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12(\n\x05\x64type\x18\x03 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x04 \x03(\x03\x12)\n\x05value\x18\x05 \x01(\x0b\x32\x1a.tfa_policy_grpc.v1.Tensor\"\\\n\x14GetVariablesResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\x12\x33\n\tvariables\x18\x02 \x03(\x0b\x32 .tfa_policy_grpc.v1.VariableInfo\"F\n\x15LoadCheckpointRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x03\")\n\x16LoadCheckpointResponse\x12\x0f\n\x07version\x18\x01 \x01(\x03\"&\n\x14ListFunctionsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"f\n\x0fTensorSignature\x12\x0c\n\x04path\x18\x01 \x01(\t\x12(\n\x05\x64type\x18\x02 \x01(\x0e\x32\x19.tfa_policy_grpc.v1.DType\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x0c\n\x04name\x18\x04 \x01(\t\"Q\n\x0c\x46unctionInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x33\n\x06inputs\x18\x02 \x03(\x0b\x32#.tfa_policy_grpc.v1.TensorSignature\"]\n\x15ListFunctionsResponse\x12\x33\n\tfunctions\x18\x01 \x03(\x0b\x32 .tfa_policy_grpc.v1.FunctionInfo\x12\x0f\n\x07version\x18\x02 \x01(\x03\"_\n\x13\x43\x61llFunctionRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x10\n\x08\x66unction\x18\x02 \x01(\t\x12&\n\x04\x61rgs\x18\x03 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\"Q\n\x14\x43\x61llFunctionResponse\x12(\n\x06result\x18\x01 \x01(\x0b\x32\x18.tfa_policy_grpc.v1.Nest\x12\x0f\n\x07version\x18\x02 \x01(\x03*\xaa\x03\n\x0cSlotFallback\x12\x1d\n\x19SLOT_FALLBACK_UNSPECIFIED\x10\x00\x12\x1d\n\x19SLOT_FALLBACK_NO_PLAN_YET\x10\x01\x12 \n\x1cSLOT_FALLBACK_NOT_CONFORMING\x10\x02\x12\x1a\n\x16SLOT_FALLBACK_AS_LOCAL\x10\x03\x12!\n\x1dSLOT_FALLBACK_SEEDED_AS_LOCAL\x10\x04\x12\x19\n\x15SLOT_FALLBACK_NO_SLOT\x10\x05\x12\x1b\n\x17SLOT_FALLBACK_SLOT_BUSY\x10\x06\x12\x1d\n\x19SLOT_FALLBACK_SLOT_BROKEN\x10\x07\x12(\n$SLOT_FALLBACK_OLDER_THAN_MIN_VERSION\x10\x08\x12!\n\x1dSLOT_FALLBACK_SERVER_STOPPING\x10\t\x12#\n\x1fSLOT_FALLBACK_ANSWERS_TOO_LARGE\x10\n\x12\x17\n\x13SLOT_FALLBACK_ASYNC\x10\x0b\x12\x19\n\x15SLOT_FALLBACK_SESSION\x10\x0c*W\n\tInputMode\x12\x1a\n\x16INPUT_MODE_UNSPECIFIED\x10\x00\x12\x15\n\x11INPUT_MODE_STRICT\x10\x01\x12\x17\n\x13INPUT_MODE_AS_LOCAL\x10\x02\x32\xb5\x08\n\rPolicyService\x12\x61\n\x0cListPolicies\x12\'.tfa_policy_grpc.v1.ListPoliciesRequest\x1a(.tfa_policy_grpc.v1.ListPoliciesResponse\x12U\n\x08GetSpecs\x12#.tfa_policy_grpc.v1.GetSpecsRequest\x1a$.tfa_policy_grpc.v1.GetSpecsResponse\x12j\n\x0fGetInitialState\x12*.tfa_policy_grpc.v1.GetInitialStateRequest\x1a+.tfa_policy_grpc.v1.GetInitialStateResponse\x12O\n\x06\x41\x63tion\x12!.tfa_policy_grpc.v1.ActionRequest\x1a\".tfa_policy_grpc.v1.ActionResponse\x12Y\n\x0c\x41\x63tionStream\x12!.tfa_policy_grpc.v1.ActionRequest\x1a\".tfa_policy_grpc.v1.ActionResponse(\x01\x30\x01\x12U\n\x08GetStats\x12#.tfa_policy_grpc.v1.GetStatsRequest\x1a$.tfa_policy_grpc.v1.GetStatsResponse\x12\x66\n\rPushVariables\x12(.tfa_policy_grpc.v1.PushVariablesRequest\x1a).tfa_policy_grpc.v1.PushVariablesResponse(\x01\x12\x61\n\x0cGetVariables\x12\'.tfa_policy_grpc.v1.GetVariablesRequest\x1a(.tfa_policy_grpc.v1.GetVariablesResponse\x12g\n\x0eLoadCheckpoint\x12).tfa_policy_grpc.v1.LoadCheckpointRequest\x1a*.tfa_policy_grpc.v1.LoadCheckpointResponse\x12\x64\n\rListFunctions\x12(.tfa_policy_grpc.v1.ListFunctionsRequest\x1a).tfa_policy_grpc.v1.ListFunctionsResponse\x12\x61\n\x0c\x43\x61llFunction\x12\'.tfa_policy_grpc.v1.CallFunctionRequest\x1a(.tfa_policy_grpc.v1.CallFunctionResponseB@\n\x1cio.github.tfa_policy_grpc.v1P\x01Z\x1etfa_policy_grpc/v1;tfapolicyv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,8 +24,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tfa_policy_grpc.v1.policy_s
 if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['DESCRIPTOR']._options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\034io.github.tfa_policy_grpc.v1P\001Z\036tfa_policy_grpc/v1;tfapolicyv1'
-  _globals['_INPUTMODE']._serialized_start=2950
-  _globals['_INPUTMODE']._serialized_end=3037
+  _globals['_SLOTFALLBACK']._serialized_start=3008
+  _globals['_SLOTFALLBACK']._serialized_end=3434
+  _globals['_INPUTMODE']._serialized_start=3436
+  _globals['_INPUTMODE']._serialized_end=3523
   _globals['_LISTPOLICIESREQUEST']._serialized_start=120
   _globals['_LISTPOLICIESREQUEST']._serialized_end=141
   _globals['_POLICYINFO']._serialized_start=143
@@ -41,45 +43,45 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_GETINITIALSTATERESPONSE']._serialized_start=563
   _globals['_GETINITIALSTATERESPONSE']._serialized_end=646
   _globals['_ACTIONREQUEST']._serialized_start=649
-  _globals['_ACTIONREQUEST']._serialized_end=1056
-  _globals['_SESSION']._serialized_start=1058
-  _globals['_SESSION']._serialized_end=1107
-  _globals['_ACTIONRESPONSE']._serialized_start=1110
-  _globals['_ACTIONRESPONSE']._serialized_end=1251
-  _globals['_GETSTATSREQUEST']._serialized_start=1253
-  _globals['_GETSTATSREQUEST']._serialized_end=1286
-  _globals['_POLICYSTATS']._serialized_start=1289
-  _globals['_POLICYSTATS']._serialized_end=1604
-  _globals['_GETSTATSRESPONSE']._serialized_start=1606
-  _globals['_GETSTATSRESPONSE']._serialized_end=1675
-  _globals['_VARIABLESLICE']._serialized_start=1678
-  _globals['_VARIABLESLICE']._serialized_end=1812
-  _globals['_PUSHVARIABLESREQUEST']._serialized_start=1815
-  _globals['_PUSHVARIABLESREQUEST']._serialized_end=1944
-  _globals['_PUSHVARIABLESRESPONSE']._serialized_start=1946
-  _globals['_PUSHVARIABLESRESPONSE']._serialized_end=2028
-  _globals['_GETVARIABLESREQUEST']._serialized_start=2030
-  _globals['_GETVARIABLESREQUEST']._serialized_end=2091
-  _globals['_VARIABLEINFO']._serialized_start=2094
-  _globals['_VARIABLEINFO']._serialized_end=2237
-  _globals['_GETVARIABLESRESPONSE']._serialized_start=2239
-  _globals['_GETVARIABLESRESPONSE']._serialized_end=2331
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=2333
-  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=2403
-  _globals['_LOADCHECKPOINTRESPONSE']._serialized_start=2405
-  _globals['_LOADCHECKPOINTRESPONSE']._serialized_end=2446
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=2448
-  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=2486
-  _globals['_TENSORSIGNATURE']._serialized_start=2488
-  _globals['_TENSORSIGNATURE']._serialized_end=2590
-  _globals['_FUNCTIONINFO']._serialized_start=2592
-  _globals['_FUNCTIONINFO']._serialized_end=2673
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=2675
-  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=2768
-  _globals['_CALLFUNCTIONREQUEST']._serialized_start=2770
-  _globals['_CALLFUNCTIONREQUEST']._serialized_end=2865
-  _globals['_CALLFUNCTIONRESPONSE']._serialized_start=2867
-  _globals['_CALLFUNCTIONRESPONSE']._serialized_end=2948
-  _globals['_POLICYSERVICE']._serialized_start=3040
-  _globals['_POLICYSERVICE']._serialized_end=4117
+  _globals['_ACTIONREQUEST']._serialized_end=1113
+  _globals['_SESSION']._serialized_start=1115
+  _globals['_SESSION']._serialized_end=1164
+  _globals['_ACTIONRESPONSE']._serialized_start=1167
+  _globals['_ACTIONRESPONSE']._serialized_end=1308
+  _globals['_GETSTATSREQUEST']._serialized_start=1310
+  _globals['_GETSTATSREQUEST']._serialized_end=1343
+  _globals['_POLICYSTATS']._serialized_start=1346
+  _globals['_POLICYSTATS']._serialized_end=1661
+  _globals['_GETSTATSRESPONSE']._serialized_start=1663
+  _globals['_GETSTATSRESPONSE']._serialized_end=1732
+  _globals['_VARIABLESLICE']._serialized_start=1735
+  _globals['_VARIABLESLICE']._serialized_end=1869
+  _globals['_PUSHVARIABLESREQUEST']._serialized_start=1872
+  _globals['_PUSHVARIABLESREQUEST']._serialized_end=2001
+  _globals['_PUSHVARIABLESRESPONSE']._serialized_start=2003
+  _globals['_PUSHVARIABLESRESPONSE']._serialized_end=2085
+  _globals['_GETVARIABLESREQUEST']._serialized_start=2087
+  _globals['_GETVARIABLESREQUEST']._serialized_end=2148
+  _globals['_VARIABLEINFO']._serialized_start=2151
+  _globals['_VARIABLEINFO']._serialized_end=2294
+  _globals['_GETVARIABLESRESPONSE']._serialized_start=2296
+  _globals['_GETVARIABLESRESPONSE']._serialized_end=2388
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_start=2390
+  _globals['_LOADCHECKPOINTREQUEST']._serialized_end=2460
+  _globals['_LOADCHECKPOINTRESPONSE']._serialized_start=2462
+  _globals['_LOADCHECKPOINTRESPONSE']._serialized_end=2503
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_start=2505
+  _globals['_LISTFUNCTIONSREQUEST']._serialized_end=2543
+  _globals['_TENSORSIGNATURE']._serialized_start=2545
+  _globals['_TENSORSIGNATURE']._serialized_end=2647
+  _globals['_FUNCTIONINFO']._serialized_start=2649
+  _globals['_FUNCTIONINFO']._serialized_end=2730
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_start=2732
+  _globals['_LISTFUNCTIONSRESPONSE']._serialized_end=2825
+  _globals['_CALLFUNCTIONREQUEST']._serialized_start=2827
+  _globals['_CALLFUNCTIONREQUEST']._serialized_end=2922
+  _globals['_CALLFUNCTIONRESPONSE']._serialized_start=2924
+  _globals['_CALLFUNCTIONRESPONSE']._serialized_end=3005
+  _globals['_POLICYSERVICE']._serialized_start=3526
+  _globals['_POLICYSERVICE']._serialized_end=4603
 # @@protoc_insertion_point(module_scope)

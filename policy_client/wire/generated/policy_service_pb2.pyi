@@ -8,11 +8,40 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SlotFallback(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SLOT_FALLBACK_UNSPECIFIED: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_NO_PLAN_YET: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_NOT_CONFORMING: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_AS_LOCAL: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_SEEDED_AS_LOCAL: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_NO_SLOT: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_SLOT_BUSY: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_SLOT_BROKEN: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_OLDER_THAN_MIN_VERSION: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_SERVER_STOPPING: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_ANSWERS_TOO_LARGE: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_ASYNC: _ClassVar[SlotFallback]
+    SLOT_FALLBACK_SESSION: _ClassVar[SlotFallback]
+
 class InputMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     INPUT_MODE_UNSPECIFIED: _ClassVar[InputMode]
     INPUT_MODE_STRICT: _ClassVar[InputMode]
     INPUT_MODE_AS_LOCAL: _ClassVar[InputMode]
+SLOT_FALLBACK_UNSPECIFIED: SlotFallback
+SLOT_FALLBACK_NO_PLAN_YET: SlotFallback
+SLOT_FALLBACK_NOT_CONFORMING: SlotFallback
+SLOT_FALLBACK_AS_LOCAL: SlotFallback
+SLOT_FALLBACK_SEEDED_AS_LOCAL: SlotFallback
+SLOT_FALLBACK_NO_SLOT: SlotFallback
+SLOT_FALLBACK_SLOT_BUSY: SlotFallback
+SLOT_FALLBACK_SLOT_BROKEN: SlotFallback
+SLOT_FALLBACK_OLDER_THAN_MIN_VERSION: SlotFallback
+SLOT_FALLBACK_SERVER_STOPPING: SlotFallback
+SLOT_FALLBACK_ANSWERS_TOO_LARGE: SlotFallback
+SLOT_FALLBACK_ASYNC: SlotFallback
+SLOT_FALLBACK_SESSION: SlotFallback
 INPUT_MODE_UNSPECIFIED: InputMode
 INPUT_MODE_STRICT: InputMode
 INPUT_MODE_AS_LOCAL: InputMode
@@ -76,7 +105,7 @@ class GetInitialStateResponse(_message.Message):
     def __init__(self, state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class ActionRequest(_message.Message):
-    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step", "min_version", "session", "answers_read")
+    __slots__ = ("policy", "time_step", "policy_state", "batch_size", "seed", "request_id", "input_mode", "any_time_step", "min_version", "session", "answers_read", "slot_fallback")
     POLICY_FIELD_NUMBER: _ClassVar[int]
     TIME_STEP_FIELD_NUMBER: _ClassVar[int]
     POLICY_STATE_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +117,7 @@ class ActionRequest(_message.Message):
     MIN_VERSION_FIELD_NUMBER: _ClassVar[int]
     SESSION_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_READ_FIELD_NUMBER: _ClassVar[int]
+    SLOT_FALLBACK_FIELD_NUMBER: _ClassVar[int]
     policy: str
     time_step: _types_pb2.TimeStep
     policy_state: _types_pb2.Nest
@@ -99,7 +129,8 @@ class ActionRequest(_message.Message):
     min_version: int
     session: Session
     answers_read: int
-    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., min_version: _Optional[int] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., answers_read: _Optional[int] = ...) -> None: ...
+    slot_fallback: SlotFallback
+    def __init__(self, policy: _Optional[str] = ..., time_step: _Optional[_Union[_types_pb2.TimeStep, _Mapping]] = ..., policy_state: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., batch_size: _Optional[int] = ..., seed: _Optional[int] = ..., request_id: _Optional[int] = ..., input_mode: _Optional[_Union[InputMode, str]] = ..., any_time_step: _Optional[_Union[_types_pb2.Nest, _Mapping]] = ..., min_version: _Optional[int] = ..., session: _Optional[_Union[Session, _Mapping]] = ..., answers_read: _Optional[int] = ..., slot_fallback: _Optional[_Union[SlotFallback, str]] = ...) -> None: ...
 
 class Session(_message.Message):
     __slots__ = ("id", "start", "end")

@@ -47,7 +47,7 @@ class SavedModelBackend(EagerVariables, Backend):
         self._variables = list(getattr(self.policy, "model_variables", ()))
         signature = (batched_signature(loaded["time_step_spec"]), batched_signature(loaded["policy_state_spec"]))
         try:
-            self._action_fn = FlatCall(self.policy.action, *signature)
+            self._action_fn = FlatCall(self.policy.action, *signature, name=f"the action of SavedModel {path}")
         except (ValueError, TypeError):  # saved with another signature: call it as saved
             self._action_fn = self.policy.action
         self._checkpoint = tf.train.Checkpoint(policy=self.policy)

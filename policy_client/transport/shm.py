@@ -304,8 +304,9 @@ class SharedMemoryPath:
         self.fallbacks[reason] += 1
         if self.mode != "shm":
             return None
-        if self.fallbacks[reason] == 1:
-            logger.warning("data_plane='shm': a call went over gRPC (%s); client.shm_fallbacks counts them", reason)
+        if self.fallbacks[reason] == 1:  # a first call before the plans is expected: INFO, the others WARNING
+            logger.log(logging.INFO if reason == "no_plan_yet" else logging.WARNING,
+                       "data_plane='shm': a call went over gRPC (%s); client.shm_fallbacks counts them", reason)
         return reason
 
     def call(self, leaves: Sequence[np.ndarray], rows: int, seed: int | None, deadline: float,

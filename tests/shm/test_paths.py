@@ -3,7 +3,8 @@
 With `data_plane="shm"` forced: 0-d arrays, numpy scalars of the spec dtype
 and batched arrays go through the slot; what the specs do not fit (Python
 floats where float32 arrays belong, another dtype) goes over gRPC, counted
-in `PolicyClient.shm_fallbacks` by reason and logged once per reason, and
+in `PolicyClient.shm_fallbacks` by reason and logged once per reason (the
+expected first call at INFO, the others at WARNING), and
 the request says why (ActionRequest.slot_fallback), for the server's
 `tfa_policy_shm_fallbacks` metric. A client's first call is one too
 (`no_plan_yet`): the client learns the policy's plans from its first answer.
@@ -45,7 +46,7 @@ def _server_fallbacks(server) -> dict[str, float]:
 def test_each_input_form_takes_its_path_and_fallbacks_are_counted(servers, caplog):
     server = servers.serve({"echo": EchoBackend()}, metrics_port=0)
     client = servers.client(server.address, "echo", data_plane="shm", timeout=WAIT)
-    caplog.set_level(logging.WARNING, logger="policy_client.transport.shm")
+    caplog.set_level(logging.INFO, logger="policy_client.transport.shm")
     arrays = TimeStep(np.array(0, np.int32), np.array(0, np.float32), np.array(1, np.float32), OBS)
     assert _path(client, arrays) == "grpc" and client.shm_fallbacks == {"no_plan_yet": 1}  # plans come with it
     forms = {
@@ -68,6 +69,8 @@ def test_each_input_form_takes_its_path_and_fallbacks_are_counted(servers, caplo
     assert client.shm_fallbacks == {"no_plan_yet": 1, "not_conforming": 2}
     warnings = [r.getMessage() for r in caplog.records if "went over gRPC" in r.getMessage()]
     assert len(warnings) == 2 and "no_plan_yet" in warnings[0] and "not_conforming" in warnings[1], warnings
+    levels = [r.levelname for r in caplog.records if "went over gRPC" in r.getMessage()]
+    assert levels == ["INFO", "WARNING"]  # the first call before the plans is expected; the other is not
     assert _server_fallbacks(server) == {"no_plan_yet": 1, "not_conforming": 2}
     client.action_async(arrays, STATE).result(WAIT)  # futures go over gRPC: counted too
     assert client.shm_fallbacks["async"] == 1 and _server_fallbacks(server)["async"] == 1

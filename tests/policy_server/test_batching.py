@@ -442,3 +442,31 @@ def test_fast_policies_run_on_the_event_loop_slow_ones_on_the_worker(servers, de
     assert backend.threads[0].startswith("inference")  # the first batch: its cost is not known yet
     later = set(backend.threads[1:])
     assert later == ({"policy-server"} if inline else {"inference_0"}), backend.threads
+
+
+def test_unbatched_leaves_stack_as_np_stack_would():
+    """batching.stack copies numeric columns with np.array (faster): the result is np.stack's, dtype included."""
+    from policy_server.engine import batching  # pylint: disable=import-outside-toplevel
+
+    def request(*leaves):
+        return batching.Request(list(leaves), 0, lambda leaves: (leaves, ()))
+
+    lists = np.empty(2, object)
+    lists[0], lists[1] = [1, 2], [3]  # objects that are sequences: never taken apart
+    columns = {
+        "float32 rows": [np.arange(4, dtype=np.float32) + i for i in range(3)],
+        "0-d int64": [np.array(i, np.int64) for i in range(16)],
+        "numpy scalars": [np.float32(i) for i in range(5)],
+        "mixed dtypes": [np.array(1.5, np.float32), np.array(2.5, np.float64)],
+        "bytes": [np.array(b"ab"), np.array(b"c")],
+        "objects": [lists[i:i + 1].reshape(()) for i in range(2)],  # 0-d object arrays holding lists
+    }
+    for name, column in columns.items():
+        leaves, rows = batching.stack([request(x) for x in column])
+        expected = np.stack(column)
+        assert rows == len(column) and leaves[0].dtype == expected.dtype and leaves[0].shape == expected.shape, name
+        assert list(leaves[0].ravel()) == list(expected.ravel()), name
+    base = np.zeros((2, 3), np.float32)
+    leaves, _ = batching.stack([request(base[0]), request(base[1])])
+    base[0, 0] = 7.0  # a copy: the batch does not alias the requests' buffers (a slot may be rewritten)
+    assert leaves[0][0, 0] == 0.0

@@ -53,10 +53,12 @@ class ExecutorTrial:
       calls: measured calls per executor (after `skip` warm-up calls each).
       margin: the single-threaded executor is kept only if it takes at most
         this share of the default's time per row.
+      clock: the clock the calls are timed with.
     """
 
-    def __init__(self, name: str = "policy", calls: int = 150, skip: int = 5, margin: float = 0.95):
-        self.name, self._calls, self._skip, self._margin = name, calls, skip, margin
+    def __init__(self, name: str = "policy", calls: int = 150, skip: int = 5, margin: float = 0.95,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.name, self._calls, self._skip, self._margin, self._clock = name, calls, skip, margin, clock
         forced = os.environ.get(ENV, "auto").strip().lower()
         if forced not in ("auto", *_CHOICES):
             raise ValueError(f"{ENV} must be auto, default or single_threaded, got {forced!r}")
@@ -74,7 +76,7 @@ class ExecutorTrial:
         if executor is None:
             self._turn += 1
             executor = SINGLE_THREADED if self._turn % 2 else DEFAULT
-        start = time.perf_counter()
+        start = self._clock()
         try:
             result = _under(executor, fn)
         except tf.errors.OpError as e:
@@ -86,7 +88,7 @@ class ExecutorTrial:
             self.chosen = DEFAULT
             return fn()
         if self.chosen is None:
-            self._observe(executor, time.perf_counter() - start, max(rows, 1))
+            self._observe(executor, self._clock() - start, max(rows, 1))
         return result
 
     def _observe(self, executor: str, seconds: float, rows: int) -> None:

@@ -53,8 +53,7 @@ def test_the_trial_alternates_then_keeps_the_faster(monkeypatch, caplog):
     monkeypatch.delenv(executors.ENV, raising=False)
     caplog.set_level(logging.INFO, logger=executors.__name__)
     clock = [0.0]
-    monkeypatch.setattr(executors.time, "perf_counter", lambda: clock[0])
-    trial = executors.ExecutorTrial("probe", calls=4, skip=1)
+    trial = executors.ExecutorTrial("probe", calls=4, skip=1, clock=lambda: clock[0])
     seen = []
 
     def step() -> str:  # the single-threaded executor takes half the time per call
@@ -73,8 +72,7 @@ def test_the_trial_alternates_then_keeps_the_faster(monkeypatch, caplog):
 def test_the_default_is_kept_without_a_clear_gain(monkeypatch):
     monkeypatch.delenv(executors.ENV, raising=False)
     clock = [0.0]
-    monkeypatch.setattr(executors.time, "perf_counter", lambda: clock[0])
-    trial = executors.ExecutorTrial("probe", calls=3, skip=0)
+    trial = executors.ExecutorTrial("probe", calls=3, skip=0, clock=lambda: clock[0])
 
     def step() -> None:  # 3% faster: within the margin
         clock[0] += 0.97 if _executor() == executors.SINGLE_THREADED else 1.0

@@ -323,7 +323,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
             self._log.record(reason, method, context.peer(), message)
-            await status.abort(context, error)
+            status.end(context, error)
 
         factory = {(False, False): grpc.unary_unary_rpc_method_handler,
                    (True, False): grpc.stream_unary_rpc_method_handler,

@@ -139,7 +139,20 @@ def trailing_metadata(status: status_pb2.Status) -> tuple[tuple[str, Any], ...]:
 
 
 async def abort(context: grpc.aio.ServicerContext, error: BaseException) -> None:
-    """Ends a call with the status of `error` (always raises, as context.abort does)."""
+    """Ends a call with the status of `error` (always raises, as context.abort does).
+
+    Where the handler can return instead, `end` ends the call the same way:
+    each context.abort keeps about 100 bytes of the server's memory for good
+    (grpcio 1.62), which a client sending bad requests could pile up.
+    """
     status = to_status(error)
     await context.abort(code_of(status.code), status.message, trailing_metadata(status))
+
+
+def end(context: grpc.aio.ServicerContext, error: BaseException) -> None:
+    """Sets the status of `error` on a call whose handler then returns (None, or ends its stream)."""
+    status = to_status(error)
+    context.set_code(code_of(status.code))
+    context.set_details(status.message)
+    context.set_trailing_metadata(trailing_metadata(status))
 

@@ -120,7 +120,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
                 answers.put_nowait(self._start(request, source))
 
         async def read() -> None:
-            requests = request_iterator.__aiter__()
+            requests = services.client_stream(request_iterator, context)
             try:
                 while True:
                     await credit.wait_to_read()
@@ -179,7 +179,7 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
         """Checks a whole push, then hands it to the policy's weight swapper."""
         try:
             hosted, version, assembler = None, 0, None
-            async for request in request_iterator:
+            async for request in services.client_stream(request_iterator, context):
                 if isinstance(request, services.Malformed):
                     raise request.error()
                 if assembler is None:
@@ -197,7 +197,8 @@ class PolicyServicer(service_grpc.PolicyServiceServicer):
             return service_pb.PushVariablesResponse(version=served, num_variables=len(values),
                                                     num_bytes=assembler.num_bytes)
         except errors.RemoteError as e:
-            await status.abort(context, e)
+            status.end(context, e)
+            return None
 
     @services.unary
     async def GetVariables(self, request, context):  # noqa: N802

@@ -116,7 +116,7 @@ class OipServicer:
 
         async def read() -> None:
             try:
-                async for request in request_iterator:
+                async for request in services.client_stream(request_iterator, context):
                     await slots.acquire()
                     answers.put_nowait((request, _guarded(self._start(request, None, answers))))  # the stream: one source
             finally:

@@ -167,7 +167,8 @@ class SharedMemoryPlane(shm_grpc.SharedMemoryServiceServicer):
         try:
             return await self._open(request, context)
         except errors.RemoteError as e:
-            await status.abort(context, e)
+            status.end(context, e)
+            return None
 
     async def _open(self, request: shm_pb.OpenSlotRequest, context: Any) -> shm_pb.OpenSlotResponse:
         if self._closing or self._listener is None:

@@ -37,6 +37,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from policy_client.wire import SERVICE_NAME
 from policy_client.wire.generated import policy_service_pb2 as service_pb
+from policy_server import services
 
 # The policy label of calls that name no policy this server hosts (or none at all).
 UNKNOWN = "<unknown>"
@@ -316,13 +317,13 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             start, first = time.perf_counter(), []
 
             async def requests() -> Any:
-                async for request in request_iterator:
+                async for request in services.client_stream(request_iterator, context):
                     if not first:
                         first.append(_policy_of(request))
                     yield request
 
             try:
-                response = await behavior(requests(), context)
+                response = await behavior(services.ClientStream(context, requests()), context)
             except BaseException as e:
                 record(first[0] if first else None, method, _code(context, e), time.perf_counter() - start)
                 raise
@@ -341,12 +342,12 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):
             pending: collections.deque = collections.deque()
 
             async def requests() -> Any:
-                async for request in request_iterator:
+                async for request in services.client_stream(request_iterator, context):
                     pending.append((_policy_of(request), time.perf_counter()))
                     yield request
 
             try:
-                async for response in behavior(requests(), context):
+                async for response in behavior(services.ClientStream(context, requests()), context):
                     if pending:
                         policy, start = pending.popleft()
                         record(policy, method, _answer_code(response), time.perf_counter() - start)

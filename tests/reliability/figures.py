@@ -48,6 +48,8 @@ TARGETS: list[Target] = [
     ("fuzz: hangs", lambda r: _get(r, "fuzz", "hangs"), "==", 0),
     ("fuzz: UNKNOWN/INTERNAL statuses of the server", lambda r: _get(r, "fuzz", "non_clear"), "==", 0),
     ("fuzz: server RSS growth (after / before - 1)", lambda r: _get(r, "fuzz", "rss_growth"), "<=", 0.10),
+    ("fuzz: server RSS growth over the second half (a leak grows in both halves alike)",
+     lambda r: _get(r, "fuzz", "rss_growth_second_half"), "<=", 0.02),
     ("SIGKILL + restart x{kill_restarts}, {kill_actors} actors: failed actor calls",
      lambda r: _restart_failures(r, "kill"), "==", 0),
     ("SIGTERM + restart x{term_restarts}, {term_actors} actors: failed actor calls",
@@ -133,6 +135,10 @@ def rows(results: dict) -> list[tuple[str, str, str]]:
         add("fuzz", "server RSS before / after / peak (MB)",
             f"{f['rss_before_mb']:.0f} / {f['rss_after_mb']:.0f} / {f['rss_peak_mb']:.0f} "
             f"({f['rss_growth'] * 100:+.1f}%)")
+        if "rss_first_half_mb" in f:
+            add("fuzz", "server RSS after the first half / the second (MB)",
+                f"{f['rss_first_half_mb']:.0f} / {f['rss_after_mb']:.0f} "
+                f"({f['rss_growth_second_half'] * 100:+.1f}% in the second half)")
         add("fuzz", "seconds (policies hosted)", f"{f['seconds']:.0f} ({f['policies']})")
     o = results.get("overload") or {}
     if "capacity_per_s" in o:

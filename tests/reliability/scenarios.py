@@ -537,14 +537,20 @@ def fuzz_run(plan: Plan = Plan(), log: Callable[[str], None] = print, *, rng_see
         time.sleep(1.0)
         rss_before = server.rss()
         started = time.monotonic()
+        rss_passes = []
         with RssSampler(server, interval=0.1) as rss:
-            fuzzer.run(plan.fuzz_mutations, plan.fuzz_hypothesis)
+            # Two halves, the second with other seeds: the first's growth is the allocator's high-water
+            # mark (freed memory glibc keeps for reuse); a leak grows again, in proportion, in the second.
+            for half in (0, 1):
+                fuzzer.rng_seed = rng_seed + half
+                fuzzer.run(plan.fuzz_mutations // 2, plan.fuzz_hypothesis // 2)
+                time.sleep(2.0)
+                fuzzer.warm_up()
+                time.sleep(1.0)
+                rss_passes.append(server.rss())
             took = time.monotonic() - started
             peak = rss.peak
-        time.sleep(2.0)
-        fuzzer.warm_up()
-        time.sleep(1.0)
-        rss_after = server.rss()
+        rss_after = rss_passes[-1]
         healthy = _answers_right(server.address)
         summary = fuzz.summarize(fuzzer.report)
         log(f"  {summary['messages']:,} messages in {took:.0f}s: {summary['crashes']} crashes, "
@@ -554,6 +560,8 @@ def fuzz_run(plan: Plan = Plan(), log: Callable[[str], None] = print, *, rng_see
         return {**summary, "seconds": round(took, 1), "stopped_by_time_budget": fuzzer.stopped_early,
                 "rss_before_mb": round(rss_before / MB, 1), "rss_after_mb": round(rss_after / MB, 1),
                 "rss_peak_mb": round(peak / MB, 1), "rss_growth": round(rss_after / rss_before - 1, 4),
+                "rss_first_half_mb": round(rss_passes[0] / MB, 1),
+                "rss_growth_second_half": round(rss_after / rss_passes[0] - 1, 4),
                 "healthy_after": healthy, "server_log": fuzz.count_log(server.stderr(), (
                     "unexpected error", "Traceback", "inference failed")),
                 "policies": "echo + cartpole (TF)" if tf_policy else "echo"}

@@ -67,6 +67,7 @@ class Slot:
         self._owed: int | None = None  # a sequence whose answer has not come (its call timed out)
         self._lock = threading.Lock()
         self.closed = False
+        self._retired = False  # a larger slot replaced it: closed once no call uses it
 
     @classmethod
     def open(cls, channel: grpc.Channel, policy: str, max_rows: int, timeout: float,
@@ -122,6 +123,8 @@ class Slot:
         if not self._lock.acquire(blocking=False):
             raise SlotBusy("the slot is busy")
         try:
+            if self._retired:
+                raise SlotBusy("a larger slot replaced this one")
             if self.closed:
                 raise SlotBroken("the slot is closed")
             if self._owed is not None and not self._drain():
@@ -152,6 +155,8 @@ class Slot:
             return self._read(rows)
         finally:
             self._lock.release()
+            if self._retired:
+                self._close_if_unused()
 
     def _wait(self, sequence: int, deadline: float) -> None:
         size = shm_layout.DOORBELL.size
@@ -160,8 +165,8 @@ class Slot:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no shared-memory answer by the deadline")
-            self._sock.settimeout(left)
             try:
+                self._sock.settimeout(left)
                 chunk = self._sock.recv(size - len(data))
             except socket.timeout:
                 raise TimeoutError("no shared-memory answer by the deadline") from None
@@ -204,6 +209,18 @@ class Slot:
             self._sock.close()
         except OSError:
             pass
+
+    def retire(self) -> None:
+        """Closes the slot once no call uses it: a call in flight on it still gets its answer here."""
+        self._retired = True
+        self._close_if_unused()
+
+    def _close_if_unused(self) -> None:
+        if self._lock.acquire(blocking=False):  # else the call in flight closes it as it ends
+            try:
+                self.close()
+            finally:
+                self._lock.release()
 
     def close(self) -> None:
         """Frees the slot (the server sees the socket close); a call in flight ends with SlotBroken."""
@@ -288,9 +305,9 @@ class SharedMemoryPath:
                 logger.debug("no shared-memory slot: %s", e)
                 self._retry_at = time.monotonic() + (0.05 if e.transient else self.RETRY)
                 return None if e.transient else self._none(str(e))
-            if slot is not None:
-                slot.close()
             self._slot = fresh
+            if slot is not None:
+                slot.retire()  # a call in flight on it (a thread sharing this client) still gets its answer
             return fresh if rows <= fresh.layout.max_rows else None
 
     def fell_back(self, reason: str) -> str | None:

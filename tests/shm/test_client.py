@@ -17,7 +17,7 @@ from policy_server.config import BatchingConfig
 from policy_server.server import BackgroundServer
 from tests.operations.test_metrics import scrape, value
 from tests.support.fakes import EchoBackend, FailingBackend, echo_time_step
-from tests.support.servers import WAIT, GatedEchoBackend, wait_until
+from tests.support.servers import WAIT, GatedEchoBackend, wait_for_queue_depth, wait_until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not shm.available(), reason="no POSIX shared memory")]
 
@@ -139,6 +139,36 @@ def test_threads_sharing_one_client_are_each_answered_once(servers):
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         results = list(pool.map(call, range(400)))
     assert results == [2.0 * i for i in range(400)]
+
+
+def test_a_call_in_flight_keeps_its_slot_while_another_thread_grows_it(servers):
+    """A thread's larger batch replaces the client's slot; a call in flight on the old one gets its answer there.
+
+    (The old slot used to close under it: an uncaught OSError, or the request sent again over gRPC.)
+    """
+    gate = threading.Event()
+    backend = GatedEchoBackend(gate=gate, stateful=False)
+    # inline_threshold=0: batches run on the inference thread, so OpenSlot is served while one is held.
+    server = servers.serve({"echo": backend}, gates=(gate,),
+                           batching=BatchingConfig(max_batch_delay=0.001, inline_threshold=0.0))
+    client = servers.client(server.address, "echo", data_plane="shm", timeout=WAIT)
+    gate.set()
+    client.action(echo_time_step(np.zeros(3, np.float32)))  # a one-row slot
+    fallbacks = dict(client.shm_fallbacks)
+    stats = servers.client(server.address, "echo", data_plane="grpc")
+    gate.clear()
+    backend.entered.clear()
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        small = pool.submit(client.action, echo_time_step(np.full(3, 5, np.float32)))
+        assert backend.entered.wait(WAIT)  # in flight on the one-row slot
+        large = pool.submit(client.action, echo_time_step(np.full((4, 3), 6, np.float32), 4), batch_size=4)
+        wait_for_queue_depth(stats, 1)  # sent through the larger slot, which replaced the client's
+        gate.set()
+        np.testing.assert_array_equal(small.result(WAIT).policy_step.action, [10, 10, 10])
+        np.testing.assert_array_equal(large.result(WAIT).policy_step.action, np.full((4, 3), 12))
+    assert dict(client.shm_fallbacks) == fallbacks
+    assert sum(int((o.reshape(-1, 3) == 5).all(axis=1).sum()) for o in backend.observations) == 1  # computed once
+    wait_until(lambda: server.server.shared_memory.open_slots == 1, "the old slot closed")
 
 
 def test_a_restarted_server_is_reached_again_with_nothing_lost(servers):

@@ -31,16 +31,16 @@ check-proto: $(STAMP)
 
 # EQUIVALENCE: the equivalence suites, run with every client forced onto each data plane in turn (gRPC, what
 # actors on other hosts use; shared memory, what same-host actors take by themselves); tests/conftest.py checks
-# that the calls took the forced plane. The main run leaves them out: on this host its "auto" plane is the
-# shared memory the third pass forces (make test-all runs them in it too). The two forced passes run at once
-# (scripts/forced_planes.sh).
+# that the calls took the forced plane. The rest of the suite runs once, in two halves (TEST_SPLIT and the
+# others): on this host the default "auto" plane is the shared memory that a forced pass covers (make test-all
+# runs everything on it too). scripts/test_passes.py runs the four passes two at a time.
 EQUIVALENCE := tests/policy_client/test_equivalence.py tests/policy_client/test_as_local.py \
 	tests/policy_client/test_equivalence_matrix.py tests/policy_client/test_remote_policy.py \
 	tests/policy_client/test_wrappers.py tests/policy_client/test_equivalence_saved_model.py \
 	tests/policy_client/test_equivalence_graph.py tests/compat
+TEST_SPLIT := tests/fleet tests/light_client tests/policy_server
 test: $(STAMP) check-proto buf-check docs node-client triton-client light-client
-	$(PY) -m pytest $(PYTEST_ARGS) $(addprefix --ignore=,$(EQUIVALENCE))
-	scripts/forced_planes.sh $(PY) $(EQUIVALENCE)
+	$(PY) scripts/test_passes.py --pytest-args "$(PYTEST_ARGS)" --equivalence $(EQUIVALENCE) --split $(TEST_SPLIT)
 
 # The manual: MkDocs (mkdocs.yml), strict: a broken link or anchor, or an API symbol that is gone, fails.
 docs: $(STAMP)

@@ -118,6 +118,9 @@ class AnswerPlan:
         self._parts = [NestPlan(s, named_types) for s in (action_spec, policy_state_spec, info_spec)]
         counts = [len(p.specs) for p in self._parts]
         self._cuts = (counts[0], counts[0] + counts[1])
+        # The one encoding of each part with no leaves (a stateless policy's `()` state, an empty info):
+        # a part whose bytes are these is read without walking its structure (4-5 us each per answer).
+        self._no_leaves = [_encoding(p) if p.empty else None for p in self._parts]
 
     def fits(self, step: Any) -> bool:
         """Whether a policy step has exactly the specs' structure (its leaves may be any arrays)."""
@@ -150,14 +153,28 @@ class AnswerPlan:
     def read(self, msg: pb.PolicyStep, outer: tuple[int, ...] = (), copy: bool = True) -> Any | None:
         """The PolicyStep of a message whose every leaf has its spec's dtype and shape, else None."""
         parts = []
-        for name, plan in zip(("action", "state", "info"), self._parts):
+        for name, plan, no_leaves in zip(("action", "state", "info"), self._parts, self._no_leaves):
             if not msg.HasField(name):
                 if plan.empty and name != "action":
                     parts.append([])
                     continue
                 return None
-            leaves = plan.read(getattr(msg, name), outer)
+            part = getattr(msg, name)
+            if no_leaves is not None and part.SerializeToString() == no_leaves:
+                parts.append([])
+                continue
+            leaves = plan.read(part, outer)
             if leaves is None:
                 return None
             parts.append([x.copy() for x in leaves] if copy else leaves)
         return self._all.unflatten([x for part in parts for x in part])
+
+
+def _encoding(plan: NestPlan) -> bytes | None:
+    """The bytes of the Nest message that `plan` writes for a value with no leaves (None: it writes none)."""
+    msg = pb.Nest()
+    try:
+        plan.write(msg, [])
+    except Exception:  # pylint: disable=broad-except  # such a part is read as before, by its plan
+        return None
+    return msg.SerializeToString()

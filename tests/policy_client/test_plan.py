@@ -156,6 +156,24 @@ def test_answer_plan_fits_encodes_and_reads_like_the_generic_codec():
     assert plan.read(generic, ()) is None  # the wrong outer shape: the generic decoder takes it
 
 
+@pytest.mark.parametrize("empty", [(), [], {}], ids=["tuple", "list", "dict"])
+def test_answer_parts_with_no_leaves_read_as_their_structure_only(empty):
+    """A stateless policy's state (and an empty info) is read from its exact bytes; another structure is not."""
+    action_spec = A((2,), np.float32)
+    plan = AnswerPlan(action_spec, empty, empty)
+    step = policy_step.PolicyStep(np.array([1.5, -2], np.float32), empty, empty)
+    msg = steps.policy_step_to_proto(step)
+    read = plan.read(msg)
+    assert type(read) is policy_step.PolicyStep and type(read.state) is type(empty) and read.info == empty
+    np.testing.assert_array_equal(read.action, step.action)
+    for other in [(), [], {}, {"x": ()}, ((),)]:
+        if type(other) is not type(empty) or other != empty:
+            changed = steps.policy_step_to_proto(step._replace(state=other))
+            assert plan.read(changed) is None, other  # not this policy's answer: the generic decoder takes it
+    msg.ClearField("state")
+    assert plan.read(msg).state == empty  # no state at all: as before
+
+
 def test_numpy_scalars_of_the_spec_dtype_take_the_plan():
     """np.int32(1) where the spec is int32 () is as good as a 0-d array (issue 33's cliff): the plan takes it,
     and writes the generic codec's bytes; other scalars (Python's, another dtype, a batched leaf) do not."""

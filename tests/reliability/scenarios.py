@@ -539,10 +539,10 @@ def fuzz_run(plan: Plan = Plan(), log: Callable[[str], None] = print, *, rng_see
         started = time.monotonic()
         rss_passes = []
         with RssSampler(server, interval=0.1) as rss:
-            # Two halves, the second with other seeds: the first's growth is the allocator's high-water
+            # Two halves, each with its own seeds: the first's growth is the allocator's high-water
             # mark (freed memory glibc keeps for reuse); a leak grows again, in proportion, in the second.
             for half in (0, 1):
-                fuzzer.rng_seed = rng_seed + half
+                fuzzer.rng_seed = 2 * rng_seed + half  # --seed N: seeds 2N and 2N+1, no overlap between runs
                 fuzzer.run(plan.fuzz_mutations // 2, plan.fuzz_hypothesis // 2)
                 time.sleep(2.0)
                 fuzzer.warm_up()

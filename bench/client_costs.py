@@ -20,15 +20,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import queue
 import resource
 import time
 from typing import Callable
 
-import grpc
-
 from bench import harness, workloads
-from bench.processes import ECHO_SERVICE
+from bench.processes import ECHO_SERVICE, raw_stream
 from policy_client import PolicyClient
 from policy_client.wire.standins import TimeStep
 
@@ -60,18 +57,6 @@ def measure(call: Callable[[], object], calls: int, warmup: int = 300) -> dict[s
             "threads_us": [round(x) for x in per_thread if x >= 1]}
 
 
-def raw_stream(address: str, method: str, request: Callable[[], bytes]) -> tuple[Callable[[], object], Callable]:
-    channel = grpc.insecure_channel(address)
-    requests: queue.SimpleQueue = queue.SimpleQueue()
-    answers = channel.stream_stream(method)(iter(requests.get, None))
-
-    def call() -> object:
-        requests.put(request())
-        return next(answers)
-
-    return call, lambda: (requests.put(None), channel.close())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -86,11 +71,14 @@ def main() -> None:
         def step() -> TimeStep:
             return TimeStep(**workloads.step_fields(observations()))
 
-        encoded = lambda: encoder.encode_request(step()).SerializeToString()  # noqa: E731
-        to_server, close_server = raw_stream(server.address, "/tfa_policy_grpc.v1.PolicyService/ActionStream", encoded)
-        to_echo, close_echo = raw_stream(echo.address, f"/{ECHO_SERVICE}/Stream", encoded)
+        def encoded() -> bytes:
+            return encoder.encode_request(step()).SerializeToString()
+
+        to_server, close_server = raw_stream(server.address, "/tfa_policy_grpc.v1.PolicyService/ActionStream")
+        to_echo, close_echo = raw_stream(echo.address, f"/{ECHO_SERVICE}/Stream")
         callers = {"PolicyClient -> CartPole server": lambda: client.action(step()),
-                   "raw stream   -> CartPole server": to_server, "raw stream   -> echo server": to_echo}
+                   "raw stream   -> CartPole server": lambda: to_server(encoded()),
+                   "raw stream   -> echo server": lambda: to_echo(encoded())}
         for round_ in range(args.rounds):
             for name, call in callers.items():
                 m = measure(call, args.calls)

@@ -107,6 +107,23 @@ def _client_threads_caller(workload: str, address: str, threads: int, seed: int)
     return (lambda: list(pool.map(one, range(threads)))), close
 
 
+def raw_stream(address: str, method: str) -> tuple[Callable[[bytes], bytes], Callable[[], None]]:
+    """A bidi stream of raw bytes: (send one message and return the next answer's bytes, close)."""
+    channel = grpc.insecure_channel(address)
+    requests: queue.SimpleQueue = queue.SimpleQueue()
+    responses = channel.stream_stream(method)(iter(requests.get, None))
+
+    def call(request: bytes) -> bytes:
+        requests.put(request)
+        return next(responses)
+
+    def close() -> None:
+        requests.put(None)
+        channel.close()
+
+    return call, close
+
+
 def _echo_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Callable, Callable]:
     """Raw bidi stream: a real encoded ActionRequest out per call, the echo server's fixed bytes back."""
     from policy_client import PolicyClient  # pylint: disable=import-outside-toplevel
@@ -114,18 +131,14 @@ def _echo_caller(workload: str, address: str, rows: int, seed: int) -> tuple[Cal
 
     encoder = PolicyClient("127.0.0.1:1", workload)  # encode_request only; never connects
     observations = workloads.Observations(workload, seed)
-    channel = grpc.insecure_channel(address)
-    requests: queue.SimpleQueue = queue.SimpleQueue()
-    responses = channel.stream_stream(f"/{ECHO_SERVICE}/Stream")(iter(requests.get, None))
+    send, close_stream = raw_stream(address, f"/{ECHO_SERVICE}/Stream")
 
     def call() -> bytes:
         step = TimeStep(**workloads.step_fields(observations(rows), rows))
-        requests.put(encoder.encode_request(step, batch_size=rows).SerializeToString())
-        return next(responses)
+        return send(encoder.encode_request(step, batch_size=rows).SerializeToString())
 
     def close() -> None:
-        requests.put(None)
-        channel.close()
+        close_stream()
         encoder.close()
 
     return call, close
